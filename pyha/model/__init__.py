@@ -1,0 +1,1 @@
+"""Frozen models: desired state (config), observed state (status) and transitions (actions)."""

@@ -1,0 +1,412 @@
+"""The desired state of a cluster: frozen models, parsed and checked once at the edge."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator, Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pyha.errors import ConfigError
+from pyha.model.types import INFINITY, Duration, Name, Score
+
+ParamValue = str | int | float | bool | list[str]
+
+DEFAULT_STICKINESS = 100
+"""Enough to keep a healthy group where it runs against an ordinary preference elsewhere."""
+DEFAULT_MIGRATION_THRESHOLD = 3
+DEFAULT_FAILURE_TIMEOUT = 600.0
+"""Failure counts expire after ten minutes by default (Pacemaker's never do)."""
+
+
+class Frozen(BaseModel):
+    """Base of every config model: immutable, and unknown fields are errors, not ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class OnFail(StrEnum):
+    """What to do when an operation fails."""
+
+    IGNORE = "ignore"
+    RESTART = "restart"
+    MOVE = "move"
+    STOP = "stop"
+    BLOCK = "block"
+    FENCE = "fence"
+
+
+class TargetRole(StrEnum):
+    """The state a resource should be in."""
+
+    STARTED = "started"
+    STOPPED = "stopped"
+    PROMOTED = "promoted"
+    UNPROMOTED = "unpromoted"
+
+
+class NoQuorumPolicy(StrEnum):
+    """What a partition without quorum does with its resources."""
+
+    STOP = "stop"
+    FREEZE = "freeze"
+    IGNORE = "ignore"
+
+
+class Operation(Frozen):
+    """One configured operation of a resource: a recurring monitor, or a start/stop timeout."""
+
+    name: Literal[
+        "start", "stop", "monitor", "promote", "demote", "migrate_to", "migrate_from", "reload"
+    ]
+    interval: Duration = 0.0
+    timeout: Duration | None = None
+    on_fail: OnFail | None = None
+    role: TargetRole | None = None
+
+    @model_validator(mode="after")
+    def _interval_only_for_monitor(self) -> Operation:
+        if self.interval and self.name != "monitor":
+            raise ValueError(f"interval: only monitor recurs; {self.name} must have interval 0")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError("timeout: must be greater than 0")
+        return self
+
+    def effective_on_fail(self) -> OnFail:
+        """The configured policy, else Pacemaker's default: stop failures fence, others restart."""
+        if self.on_fail is not None:
+            return self.on_fail
+        return OnFail.FENCE if self.name == "stop" else OnFail.RESTART
+
+
+class ResourceMeta(Frozen):
+    """Meta attributes: how the cluster treats a resource, as opposed to how it is run."""
+
+    target_role: TargetRole = TargetRole.STARTED
+    stickiness: Score | None = None
+    migration_threshold: int = Field(default=DEFAULT_MIGRATION_THRESHOLD, ge=1)
+    failure_timeout: Duration = DEFAULT_FAILURE_TIMEOUT
+    """0 means failures never expire."""
+
+
+class Resource(Frozen):
+    """An instance of a resource type with its parameters, operations and meta attributes."""
+
+    name: Name
+    type: str = Field(min_length=1)
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    operations: tuple[Operation, ...] = ()
+    meta: ResourceMeta = ResourceMeta()
+    description: str = ""
+
+    @field_validator("params")
+    @classmethod
+    def _param_names(cls, params: dict[str, ParamValue]) -> dict[str, ParamValue]:
+        for key in params:
+            if not key or not all(c.isalnum() or c in "_-" for c in key):
+                raise ValueError(f"parameter name {key!r} may hold only letters, digits, _ and -")
+        return params
+
+    @model_validator(mode="after")
+    def _one_op_per_name_and_interval(self) -> Resource:
+        seen: set[tuple[str, float]] = set()
+        for op in self.operations:
+            key = (op.name, op.interval)
+            if key in seen:
+                raise ValueError(
+                    f"operations: {op.name} with interval {op.interval:g}s appears twice"
+                )
+            seen.add(key)
+        return self
+
+    def operation(self, name: str) -> Operation | None:
+        """The configured one-shot operation `name` (interval 0), if any."""
+        return next((o for o in self.operations if o.name == name and not o.interval), None)
+
+    def monitors(self) -> tuple[Operation, ...]:
+        """The recurring monitors."""
+        return tuple(o for o in self.operations if o.name == "monitor" and o.interval > 0)
+
+
+class GroupMeta(Frozen):
+    """Meta attributes of a group; members inherit what they do not set themselves."""
+
+    target_role: TargetRole = TargetRole.STARTED
+    stickiness: Score | None = None
+
+
+class Group(Frozen):
+    """An ordered set of resources that run together on one node, started in order."""
+
+    name: Name
+    resources: tuple[Resource, ...]
+    meta: GroupMeta = GroupMeta()
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _unique_members(self) -> Group:
+        if not self.resources:
+            raise ValueError("resources: a group needs at least one resource")
+        names = [r.name for r in self.resources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"resources: {', '.join(dupes)} appear more than once")
+        return self
+
+
+class Node(Frozen):
+    """A computer of the cluster."""
+
+    name: Name
+    addresses: tuple[str, ...] = ()
+    """One address per heartbeat link."""
+    votes: int = Field(default=1, ge=0)
+    standby: bool = False
+    maintenance: bool = False
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class ResourceType(Frozen):
+    """A resource type declared in the configuration, naming the plugin that implements it."""
+
+    name: Name
+    plugin: str = Field(min_length=1, description="class:provider:type of the plugin")
+    description: str = ""
+
+
+class LocationConstraint(Frozen):
+    """A preference (or, at +/-INFINITY, a rule) for a group to run on a node."""
+
+    kind: Literal["location"] = "location"
+    id: Name
+    group: Name
+    node: Name
+    score: Score
+    expires: float | None = None
+    """Wall-clock time after which the constraint no longer applies (used by `move`)."""
+
+
+class ColocationConstraint(Frozen):
+    """Place `group` with (positive score) or apart from (negative) `with_group`."""
+
+    kind: Literal["colocation"] = "colocation"
+    id: Name
+    group: Name
+    with_group: Name
+    score: Score = INFINITY
+
+    @model_validator(mode="after")
+    def _distinct(self) -> ColocationConstraint:
+        if self.group == self.with_group:
+            raise ValueError("with_group: a group cannot be colocated with itself")
+        return self
+
+
+class OrderConstraint(Frozen):
+    """Start `first` before `then` (and, if symmetrical, stop `then` before `first`)."""
+
+    kind: Literal["order"] = "order"
+    id: Name
+    first: Name
+    then: Name
+    mandatory: bool = True
+    symmetrical: bool = True
+
+    @model_validator(mode="after")
+    def _distinct(self) -> OrderConstraint:
+        if self.first == self.then:
+            raise ValueError("then: a group cannot be ordered after itself")
+        return self
+
+
+Constraint = LocationConstraint | ColocationConstraint | OrderConstraint
+
+
+class ClusterOptions(Frozen):
+    """Cluster-wide options."""
+
+    name: Name
+    stickiness: Score = DEFAULT_STICKINESS
+    no_quorum_policy: NoQuorumPolicy = NoQuorumPolicy.STOP
+    maintenance: bool = False
+    dead_after: Duration = 1.0
+    heartbeat_interval: Duration = 0.1
+    cycle_interval: Duration = 1.0
+    """Longest wait between two decision cycles when nothing happens."""
+    state_dir: str = "/var/lib/pyha"
+    plugin_paths: tuple[str, ...] = ()
+
+
+class ClusterConfig(Frozen):
+    """The whole desired state: options, nodes, types, groups and constraints."""
+
+    cluster: ClusterOptions
+    epoch: int = Field(default=0, ge=0)
+    nodes: tuple[Node, ...] = Field(min_length=1)
+    resource_types: tuple[ResourceType, ...] = ()
+    groups: tuple[Group, ...] = ()
+    constraints: tuple[
+        Annotated[
+            LocationConstraint | ColocationConstraint | OrderConstraint,
+            Field(discriminator="kind"),
+        ],
+        ...,
+    ] = ()
+
+    @field_validator("constraints", mode="before")
+    @classmethod
+    def _constraint_kind_required(cls, value: Any) -> Any:
+        for i, item in enumerate(value or ()):
+            if isinstance(item, Mapping) and item.get("kind") not in (
+                "location", "colocation", "order"
+            ):
+                raise ValueError(
+                    f"constraints[{i}].kind: must be location, colocation or order, "
+                    f"got {item.get('kind')!r}"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> ClusterConfig:
+        problems = list(_reference_problems(self))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def resources(self) -> Iterator[tuple[Group, Resource]]:
+        """Every resource with its group, in group order."""
+        for group in self.groups:
+            for resource in group.resources:
+                yield group, resource
+
+    def group(self, name: str) -> Group:
+        """The group called `name`; KeyError if there is none."""
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise KeyError(name)
+
+    def node(self, name: str) -> Node:
+        """The node called `name`; KeyError if there is none."""
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def group_of(self, resource: str) -> Group:
+        """The group that holds `resource`; KeyError if none does."""
+        for group, r in self.resources():
+            if r.name == resource:
+                return group
+        raise KeyError(resource)
+
+    def resource(self, name: str) -> Resource:
+        """The resource called `name`; KeyError if there is none."""
+        for _, r in self.resources():
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def stickiness_of(self, group: Group, resource: Resource) -> int:
+        """A resource's own stickiness, else its group's, else the cluster's."""
+        for value in (resource.meta.stickiness, group.meta.stickiness):
+            if value is not None:
+                return value
+        return self.cluster.stickiness
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str = "config") -> ClusterConfig:
+        """Parse and check a mapping; ConfigError names every bad field and why."""
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as exc:
+            raise config_error(exc, source) from None
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> ClusterConfig:
+        """Load a TOML cluster file."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        return cls.from_mapping(data, str(path))
+
+
+def _reference_problems(config: ClusterConfig) -> Iterator[str]:
+    node_names = [n.name for n in config.nodes]
+    group_names = [g.name for g in config.groups]
+    resource_names = [r.name for _, r in config.resources()]
+    for what, names in (("nodes", node_names), ("groups", group_names),
+                        ("resources", resource_names)):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            yield f"{what}: {', '.join(dupes)} defined more than once"
+    clash = sorted(set(group_names) & set(resource_names))
+    if clash:
+        yield f"groups: {', '.join(clash)} used both as a group and a resource name"
+    ids = [c.id for c in config.constraints]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        yield f"constraints: id {', '.join(dupes)} used more than once"
+    groups, nodes = set(group_names), set(node_names)
+    for i, c in enumerate(config.constraints):
+        refs: list[tuple[str, str, set[str]]] = []
+        if isinstance(c, LocationConstraint):
+            refs = [("group", c.group, groups), ("node", c.node, nodes)]
+        elif isinstance(c, ColocationConstraint):
+            refs = [("group", c.group, groups), ("with_group", c.with_group, groups)]
+        else:
+            refs = [("first", c.first, groups), ("then", c.then, groups)]
+        for field, value, known in refs:
+            if value not in known:
+                kind = "node" if field == "node" else "group"
+                yield f"constraints[{i}].{field}: no {kind} named {value!r}"
+
+
+def config_error(exc: ValidationError, source: str) -> ConfigError:
+    """Turn pydantic's errors into one ConfigError with a line per field."""
+    problems = tuple(_problem(e) for e in exc.errors())
+    return ConfigError(f"{source}: invalid configuration", problems)
+
+
+def _problem(error: Any) -> str:
+    where, reason = _location(error["loc"]), _reason(error)
+    # Model-level checks name the field they reject ("resources: ..."); join the paths.
+    if not where or reason.startswith(where):
+        return reason
+    head, sep, rest = reason.partition(": ")
+    if sep and head.replace("_", "").replace(".", "").replace("[", "").replace("]", "").isalnum():
+        return f"{where}.{head}: {rest}"
+    return f"{where}: {reason}"
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("location", "colocation", "order") and out.startswith("constraints"):
+            continue  # the discriminator tag pydantic adds to the path
+        elif part.startswith("function-"):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _reason(error: Any) -> str:
+    msg = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    if error["type"] == "extra_forbidden":
+        return "unknown field (check the spelling)"
+    if error["type"] == "missing":
+        return "required field is missing"
+    return msg

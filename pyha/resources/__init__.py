@@ -1,0 +1,1 @@
+"""The resource interface, the plugin registry and the adapters for each plugin class."""
