@@ -1,0 +1,1 @@
+"""Run operations under deadlines: commands, plugin calls, recurring monitors, history."""
