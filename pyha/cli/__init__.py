@@ -1,0 +1,1 @@
+"""The `pyha` command."""

@@ -1,0 +1,112 @@
+"""`pyha server` and `pyha demo`: run a cluster server in the foreground."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from pyha import logs
+from pyha.errors import PyhaError
+from pyha.model.config import ClusterConfig
+from pyha.resources.registry import Registry
+from pyha.server import ClusterServer, ServerStatus
+
+EXIT_CONFIG = 2
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def _handler(signum: int, _frame: object) -> None:
+        logging.getLogger("pyha.server").info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _handler)
+    signal.signal(signal.SIGINT, _handler)
+    return stop
+
+
+def _registry(config: ClusterConfig, extra: list[Path]) -> Registry:
+    env_paths = [Path(p) for p in os.environ.get("PYHA_PLUGIN_PATH", "").split(":") if p]
+    paths = [*map(Path, config.cluster.plugin_paths), *env_paths, *extra]
+    registry = Registry.discover(paths)
+    for error in registry.errors:
+        logging.getLogger("pyha.registry").warning(
+            "plugin %s (%s) not loaded: %s", error.name, error.origin, error.reason)
+    return registry
+
+
+def server(
+    config: Path = typer.Option(..., "--config", "-c", help="Cluster file (TOML)."),
+    node: str | None = typer.Option(None, help="This node's name (default: the only node)."),
+    state_dir: Path | None = typer.Option(None, help="Override the cluster's state_dir."),
+    plugin_path: list[Path] = typer.Option([], help="More plugin folders.", show_default=False),
+    log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR."),
+) -> None:
+    """Run this node's cluster server until SIGTERM; then stop everything and exit 0."""
+    logs.setup(log_level)
+    try:
+        cluster = ClusterConfig.from_toml(config)
+        srv = ClusterServer(cluster, _registry(cluster, plugin_path), node=node,
+                            state_dir=state_dir)
+    except PyhaError as exc:
+        typer.echo(f"pyha server: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    srv.run(_stop_on_signals())
+
+
+def demo(
+    duration: float = typer.Option(0.0, help="Stop after this many seconds (0: until Ctrl-C)."),
+    kill_after: float = typer.Option(
+        0.0, help="After this many seconds, kill -9 web1 to show recovery (0: never)."),
+    plain: bool = typer.Option(False, help="Plain log lines instead of the live screen."),
+    workdir: Path | None = typer.Option(None, help="Where to keep the demo's files."),
+) -> None:
+    """A one-node cluster keeping a group of two web servers running, shown live."""
+    from pyha import demo as d
+
+    live = sys.stdout.isatty() and not plain
+    base = workdir or Path(tempfile.mkdtemp(prefix="pyha-demo-"))
+    data = d.demo_config(base, (d.free_port(), d.free_port()))
+    d.write_toml(data, base / "cluster.toml")
+    cluster = ClusterConfig.from_mapping(data)
+    state_dir = Path(cluster.cluster.state_dir)
+    stop = _stop_on_signals()
+    recent = logs.RecentLines()
+    logs.setup("INFO", rich=False)
+    if live:
+        logging.getLogger("pyha").handlers[:] = [recent]
+    console = Console()
+    console.print(f"[bold]pyha demo[/]: cluster file {base / 'cluster.toml'}")
+    if duration:
+        timer = threading.Timer(duration, stop.set)
+        timer.daemon = True
+        timer.start()
+    if kill_after:
+        d.kill_later(state_dir, "web1", kill_after, stop)
+    srv = ClusterServer(cluster, _registry(cluster, []), state_dir=state_dir)
+    if not live:
+        srv.run(stop)
+        return
+    with Live(console=console, refresh_per_second=4) as screen:
+        def _show(status: ServerStatus) -> None:
+            screen.update(d.render(status, state_dir, list(recent.lines)))
+
+        srv.on_cycle = _show
+        srv.run(stop)
+        _show(srv.status())
+
+
+def register(app: typer.Typer) -> None:
+    """Add `server` and `demo` to the `pyha` command."""
+    app.command()(server)
+    app.command()(demo)

@@ -1,0 +1,381 @@
+"""One node's cluster server: probe, monitor, schedule, act, and report a decision per cycle."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyha.clock import Clock, MonotonicClock
+from pyha.errors import ConfigError, PyhaError, Severity
+from pyha.executor.history import FailCounts, OperationHistory
+from pyha.executor.monitors import MonitorSchedule
+from pyha.executor.runner import Executor
+from pyha.model.actions import Action, ActionKind, Transition
+from pyha.model.config import ClusterConfig, Group, OnFail, Resource
+from pyha.model.status import NodeStatus, ResourceStatus, Role, View
+from pyha.resources.agent import Agent
+from pyha.resources.registry import Registry
+from pyha.resources.spi import CallStatus, OcfCode, OperationResult
+from pyha.scheduler import schedule
+
+DEFAULT_MONITOR_INTERVAL = 10.0
+
+
+@dataclass(frozen=True)
+class Member:
+    """A configured resource bound to the agent of its type and its checked parameters."""
+
+    group: Group
+    resource: Resource
+    agent: Agent
+    params: dict[str, Any]
+
+    def timeout(self, operation: str) -> float | None:
+        """The resource's configured timeout for a one-shot `operation`, if any."""
+        op = self.resource.operation(operation)
+        return op.timeout if op else None
+
+    def monitor_plan(self) -> list[tuple[float, float | None]]:
+        """(interval, timeout) of each recurring monitor; the plugin's hint if none set."""
+        configured = [(m.interval, m.timeout) for m in self.resource.monitors()]
+        if configured:
+            return configured
+        hint = self.agent.meta.operation("monitor")
+        interval = hint.interval if hint and hint.interval else DEFAULT_MONITOR_INTERVAL
+        return [(interval, None)]
+
+
+@dataclass(frozen=True)
+class ResourceReport:
+    """One resource as `status` shows it."""
+
+    name: str
+    group: str
+    type: str
+    role: Role
+    failures: int
+    message: str
+    last_operation: str
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """A snapshot of the server for displays: each resource, each group's placement and notes."""
+
+    node: str
+    cycle: int
+    resources: tuple[ResourceReport, ...]
+    groups: dict[str, str]
+    decision: str
+
+
+def bind_members(config: ClusterConfig, registry: Registry) -> dict[str, Member]:
+    """Resolve every resource's type and check its parameters, all before anything runs.
+
+    ConfigError lists every problem, each naming the resource and the parameter.
+    """
+    members: dict[str, Member] = {}
+    problems: list[str] = []
+    for group, resource in config.resources():
+        where = f"resource {resource.name} (group {group.name})"
+        try:
+            agent = registry.resolve(resource.type)
+        except PyhaError as exc:
+            problems.append(f"{where}: type: {exc}")
+            continue
+        params, bad = agent.validate(resource.params)
+        problems.extend(f"{where}: params.{p}" for p in bad)
+        for op in resource.operations:
+            if not agent.supports(op.name):
+                problems.append(f"{where}: operations: {agent.name} has no {op.name} operation")
+        members[resource.name] = Member(group, resource, agent, params)
+    if problems:
+        raise ConfigError("the configuration cannot run", tuple(problems))
+    return members
+
+
+class ClusterServer:
+    """Keeps the configured groups running on this node.
+
+    Invariant: a cycle reads one snapshot of what the monitors and operations said,
+    schedules once, and runs the transition's actions in dependency order; the first
+    failed action ends the transition and the next cycle decides again from the facts.
+    """
+
+    def __init__(self, config: ClusterConfig, registry: Registry, *, node: str | None = None,
+                 clock: Clock | None = None, state_dir: Path | None = None,
+                 executor: Executor | None = None,
+                 on_cycle: Callable[[ServerStatus], None] | None = None) -> None:
+        self.config = config
+        self.node = node or _only_node(config)
+        self.clock = clock or MonotonicClock()
+        self.state_dir = Path(state_dir or config.cluster.state_dir)
+        self.log = logging.getLogger("pyha.server")
+        self.members = bind_members(config, registry)
+        self.history = OperationHistory()
+        self.executor = executor or Executor(node=self.node, clock=self.clock,
+                                             state_dir=self.state_dir, history=self.history)
+        self.history = self.executor.history
+        self.fail_counts = FailCounts()
+        self.monitors = MonitorSchedule()
+        self.on_cycle = on_cycle
+        self._roles: dict[str, ResourceStatus] = {}
+        self._cycle = 0
+        self._last_line = ""
+        self._last_notes: dict[str, str] = {}
+        self._wake = threading.Event()
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Probe, then cycle until `stop` is set; then stop everything in reverse order."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log.info("cluster server for node %s of cluster %s starting",
+                      self.node, self.config.cluster.name)
+        self.probe()
+        while not stop.is_set():
+            self.cycle()
+            self.clock.wait(stop, self._wait_time())
+        self.shutdown()
+
+    def probe(self) -> None:
+        """Ask every resource whether it already runs here (a one-shot monitor)."""
+        for member in self.members.values():
+            result = self._run(member, "monitor")
+            if result.ok and result.running:
+                self._set(member, Role.STARTED, "found running by the start-up probe")
+                self._schedule_monitors(member)
+            elif result.ok:
+                self._set(member, Role.STOPPED)
+            else:
+                self._failed(member, result)
+
+    def cycle(self) -> str:
+        """One decision cycle: due monitors, schedule, act. Returns the decision line."""
+        self._cycle += 1
+        self._run_due_monitors()
+        transition = schedule(self.config, self.view(), self.clock.wall())
+        line = f"cycle {self._cycle}: {transition.summary}"
+        self._report(line, transition)
+        outcome = self._execute(transition)
+        if outcome:
+            line += f" -> {outcome}"
+            self.log.info("cycle %d: %s", self._cycle, outcome)
+        self._publish(transition.summary)
+        return line
+
+    def shutdown(self) -> None:
+        """Stop every active resource: groups in reverse order, members in reverse."""
+        active = [m for m in reversed(list(self.members.values()))
+                  if self._role(m.resource.name) not in (Role.STOPPED, Role.UNKNOWN)]
+        names = ", ".join(m.resource.name for m in active) or "nothing active"
+        self.log.info("shutting down: stop %s", names)
+        for member in active:
+            self.monitors.remove(member.resource.name)
+            result = self._run(member, "stop")
+            if result.ok:
+                self._set(member, Role.STOPPED)
+            else:
+                self.log.error("shutting down: %s", result.describe())
+        self.log.info("cluster server for node %s stopped", self.node)
+
+    def wake(self) -> None:
+        """Make the loop run a cycle now (after a config change or a command)."""
+        self._wake.set()
+
+    # -- the view ---------------------------------------------------------------------
+
+    def view(self) -> View:
+        """The scheduler's input: this node, every resource's role here, failures."""
+        node = self.config.node(self.node)
+        return View(
+            nodes=(NodeStatus(name=self.node, standby=node.standby,
+                              maintenance=node.maintenance),),
+            resources=tuple(self._roles.values()),
+            failures=self.fail_counts.records(),
+        )
+
+    def status(self) -> ServerStatus:
+        """What this server knows now, for displays and tests."""
+        reports = []
+        for name, member in self.members.items():
+            record = self.fail_counts.get(name, self.node)
+            last = self.history.last(name)
+            state = self._roles.get(name)
+            reports.append(ResourceReport(
+                name=name, group=member.group.name, type=str(member.agent.name),
+                role=self._role(name), failures=record.count if record else 0,
+                message=state.message if state else "",
+                last_operation=last.describe() if last else "",
+            ))
+        return ServerStatus(node=self.node, cycle=self._cycle, resources=tuple(reports),
+                            groups=self._group_states(), decision=self._last_line)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _role(self, resource: str) -> Role:
+        state = self._roles.get(resource)
+        return state.role if state else Role.UNKNOWN
+
+    def _set(self, member: Member, role: Role, message: str = "", failed_op: str = "") -> None:
+        name = member.resource.name
+        self._roles[name] = ResourceStatus(resource=name, node=self.node, role=role,
+                                           since=self.clock.wall(), message=message,
+                                           failed_operation=failed_op)
+
+    def _run(self, member: Member, operation: str, interval: float = 0.0,
+             timeout: float | None = None) -> OperationResult:
+        return self.executor.run(
+            member.agent, member.resource.name, operation, member.params,
+            timeout=timeout if timeout is not None else member.timeout(operation),
+            interval=interval, meta=member.resource.meta.model_dump(mode="json"),
+        )
+
+    def _schedule_monitors(self, member: Member) -> None:
+        for interval, timeout in member.monitor_plan():
+            self.monitors.add(member.resource.name, interval, timeout, self.clock.now())
+
+    def _run_due_monitors(self) -> None:
+        for due in self.monitors.due(self.clock.now()):
+            member = self.members[due.resource]
+            if self._role(due.resource) not in (Role.STARTED, Role.PROMOTED):
+                continue
+            result = self._run(member, "monitor", due.interval, due.timeout)
+            if result.ok and result.running:
+                continue
+            if result.ok:  # cleanly stopped, but it should be running: a failure
+                result = OperationResult(
+                    resource=result.resource, operation="monitor", node=result.node,
+                    status=CallStatus.DONE, code=OcfCode.NOT_RUNNING,
+                    message=result.message or "not running", started=result.started,
+                    duration=result.duration, interval=result.interval)
+            self._failed(member, result, expected_running=True)
+
+    def _failed(self, member: Member, result: OperationResult,
+                expected_running: bool = False) -> None:
+        """Record a failed operation and set the role the on-fail policy asks for."""
+        name = member.resource.name
+        policy = _on_fail(member.resource, result.operation, result.interval)
+        message = _failure_message(result, expected_running)
+        self.log.warning("%s failed on %s: %s (on-fail=%s)", name, self.node, message,
+                         policy.value)
+        if policy is OnFail.IGNORE:
+            return
+        self.monitors.remove(name)
+        self.fail_counts.record(result, self.clock.wall())
+        if policy in (OnFail.MOVE, OnFail.STOP) and result.severity is Severity.RETRY_HERE:
+            self.fail_counts.ban(name, self.node, self.clock.wall())
+        if result.operation == "stop" or policy in (OnFail.BLOCK, OnFail.FENCE):
+            if policy is OnFail.FENCE:
+                message += "; on-fail=fence but this node has no fence device"
+            self._set(member, Role.BLOCKED, message, result.operation)
+        else:
+            self._set(member, Role.FAILED, message, result.operation)
+
+    def _execute(self, transition: Transition) -> str:
+        done: set[int] = set()
+        while True:
+            ready = transition.ready(done)
+            if not ready:
+                break
+            for action in ready:
+                if not self._perform(action):
+                    left = len(transition.actions) - len(done) - 1
+                    return f"{action.describe()} failed; {left} action(s) left for the next cycle"
+                done.add(action.id)
+        return f"{len(done)} action(s) done" if done else ""
+
+    def _perform(self, action: Action) -> bool:
+        if action.node != self.node or action.resource is None:
+            self.log.error("cannot %s: not on this node", action.describe())
+            return False
+        member = self.members[action.resource]
+        if action.kind is ActionKind.START:
+            result = self._run(member, "start")
+            if result.ok:
+                self._set(member, Role.STARTED)
+                self._schedule_monitors(member)
+                return True
+        elif action.kind is ActionKind.STOP:
+            self.monitors.remove(action.resource)
+            result = self._run(member, "stop")
+            if result.ok:
+                self._set(member, Role.STOPPED)
+                return True
+        else:
+            self.log.error("cannot %s: not supported on a single node", action.describe())
+            return False
+        self._failed(member, result)
+        return False
+
+    def _report(self, line: str, transition: Transition) -> None:
+        # Identical idle cycles are logged at debug level so the log shows changes.
+        level = logging.INFO if (transition.actions or line.split(": ", 1)[1]
+                                 != self._last_line) else logging.DEBUG
+        self.log.log(level, "%s", line)
+        self._last_line = line.split(": ", 1)[1]
+        for note in transition.notes:
+            if self._last_notes.get(note.subject) != note.text:
+                self.log.warning("group %s %s", note.subject, note.text)
+        self._last_notes = {n.subject: n.text for n in transition.notes}
+
+    def _publish(self, summary: str) -> None:
+        if self.on_cycle:
+            self.on_cycle(self.status())
+
+    def _group_states(self) -> dict[str, str]:
+        states = {}
+        for group in self.config.groups:
+            roles = [self._role(r.name) for r in group.resources]
+            note = self._last_notes.get(group.name)
+            if all(r is Role.STARTED for r in roles):
+                states[group.name] = f"running on {self.node}"
+            elif note:
+                states[group.name] = f"failed: {note}" if "cannot run" in note else note
+            elif any(r in (Role.FAILED, Role.BLOCKED) for r in roles):
+                states[group.name] = "recovering"
+            elif all(r is Role.STOPPED for r in roles):
+                states[group.name] = "stopped"
+            else:
+                states[group.name] = "starting"
+        return states
+
+    def _wait_time(self) -> float:
+        if self._wake.is_set():
+            self._wake.clear()
+            return 0.0
+        wait = self.config.cluster.cycle_interval
+        next_due = self.monitors.next_due()
+        if next_due is not None:
+            wait = min(wait, max(0.0, next_due - self.clock.now()))
+        return wait
+
+
+def _only_node(config: ClusterConfig) -> str:
+    if len(config.nodes) == 1:
+        return config.nodes[0].name
+    import socket
+
+    host = socket.gethostname().split(".")[0]
+    for node in config.nodes:
+        if node.name == host:
+            return node.name
+    names = ", ".join(n.name for n in config.nodes)
+    raise ConfigError(f"--node is required: this host ({host}) is none of the nodes {names}")
+
+
+def _on_fail(resource: Resource, operation: str, interval: float) -> OnFail:
+    for op in resource.operations:
+        if op.name == operation and op.interval == interval:
+            return op.effective_on_fail()
+    return OnFail.FENCE if operation == "stop" else OnFail.RESTART
+
+
+def _failure_message(result: OperationResult, expected_running: bool) -> str:
+    if expected_running and result.code == OcfCode.NOT_RUNNING:
+        return "monitor found it not running"
+    return result.describe().split(": ", 1)[-1]
