@@ -279,9 +279,7 @@ class _Pump:
         if self._truncated:
             note = f"output truncated at {MAX_CAPTURE // (1024 * 1024)} MiB per stream"
             warning = f"{warning}; {note}" if warning else note
-        return CommandResult(
-            self.proc.returncode, out, err, timed_out, killed, duration, warning
-        )
+        return CommandResult(self.proc.returncode, out, err, timed_out, killed, duration, warning)
 
     def _text(self, fd: int) -> str:
         return self._buffers[fd].decode("utf-8", errors="replace")

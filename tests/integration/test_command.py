@@ -124,8 +124,9 @@ def test_command_ignoring_sigterm_is_killed_with_its_whole_group(
     assert result.returncode == -signal.SIGKILL
     expected = "test hang: timed out after 2s; sent SIGTERM, still running after 500ms grace, "
     assert result.warning == expected + "sent SIGKILL"
-    assert any(r.levelno == logging.WARNING and r.getMessage() == result.warning
-               for r in caplog.records)
+    assert any(
+        r.levelno == logging.WARNING and r.getMessage() == result.warning for r in caplog.records
+    )
     assert _wait_until_gone(leader) == []
 
 
