@@ -273,7 +273,7 @@ class ClusterConfig(Frozen):
     def _references(self) -> ClusterConfig:
         problems = list(_reference_problems(self))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))  # split again by config_error
         return self
 
     def resources(self) -> Iterator[tuple[Group, Resource]]:
@@ -371,7 +371,9 @@ def _reference_problems(config: ClusterConfig) -> Iterator[str]:
 
 def config_error(exc: ValidationError, source: str) -> ConfigError:
     """Turn pydantic's errors into one ConfigError with a line per field."""
-    problems = tuple(_problem(e) for e in exc.errors())
+    problems = tuple(
+        line for e in exc.errors() for line in _problem(e).split("\n")
+    )
     return ConfigError(f"{source}: invalid configuration", problems)
 
 

@@ -164,7 +164,7 @@ def _as_string(spec: ParameterSpec, value: Any) -> str:
 
 
 def _as_integer(spec: ParameterSpec, value: Any) -> int:
-    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError(f"must be an integer, got {value!r}")
     try:
         return int(value)

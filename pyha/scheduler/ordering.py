@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pyha.model.actions import Action, ActionKind, Note
-from pyha.model.config import ClusterConfig, Group, TargetRole
+from pyha.model.config import ClusterConfig, Group, Resource, TargetRole
 from pyha.model.status import Role, View
 from pyha.scheduler.placement import Placement
 
@@ -36,10 +36,8 @@ def plan_group(config: ClusterConfig, view: View, placement: Placement,
     blocked = _blocked_member(view, group)
     if blocked:
         return [Note(subject=group.name, text=blocked)]
-    target = placement.node
-    first_start = _first_to_start(view, group, target)
-    stop_ids = _stops(view, group, placement, first_start, failures, out)
-    _starts(group, placement, first_start, stop_ids, failures, out)
+    plan = _GroupPlan(view, group, placement, failures, out)
+    plan.starts(plan.stops())
     return []
 
 
@@ -52,73 +50,88 @@ def _blocked_member(view: View, group: Group) -> str | None:
     return None
 
 
-def _wanted(resource_role: TargetRole) -> bool:
-    return resource_role is not TargetRole.STOPPED
+def _wanted(resource: Resource) -> bool:
+    return resource.meta.target_role is not TargetRole.STOPPED
 
 
-def _first_to_start(view: View, group: Group, target: str | None) -> int:
-    """Index of the first member not cleanly started on `target` (len if all are)."""
-    if target is None:
-        return len(group.resources)
-    for i, r in enumerate(group.resources):
-        if not _wanted(r.meta.target_role):
-            return i
-        role = view.role(r.name, target)
-        if role not in (Role.STARTED, Role.PROMOTED):
-            return i
-    return len(group.resources)
+@dataclass
+class _GroupPlan:
+    """The actions of one group. Invariant: stops chain in reverse member order, starts in
+    member order after every stop, and nothing starts after a member that stays stopped."""
 
+    view: View
+    group: Group
+    placement: Placement
+    failures: dict[tuple[str, str], int]
+    out: ActionList
+    first_start: int = field(init=False)
 
-def _stops(view: View, group: Group, placement: Placement, first_start: int,
-           failures: dict[tuple[str, str], int], out: ActionList) -> list[int]:
-    ids: list[int] = []
-    for index in reversed(range(len(group.resources))):
-        resource = group.resources[index]
-        for node in view.active_nodes(resource.name):
-            reason = _stop_reason(view, group, placement, index, first_start, node, failures)
-            if reason:
-                ids.append(out.add(ActionKind.STOP, node, resource.name, reason, tuple(ids[-1:])))
-    return ids
+    def __post_init__(self) -> None:
+        self.first_start = self._first_to_start()
 
+    def _first_to_start(self) -> int:
+        """Index of the first member not cleanly started on the target (len if all are)."""
+        target = self.placement.node
+        members = self.group.resources
+        if target is None:
+            return len(members)
+        for i, r in enumerate(members):
+            if not _wanted(r) or self.view.role(r.name, target) not in (
+                Role.STARTED, Role.PROMOTED
+            ):
+                return i
+        return len(members)
 
-def _stop_reason(view: View, group: Group, placement: Placement, index: int, first_start: int,
-                 node: str, failures: dict[tuple[str, str], int]) -> str | None:
-    resource = group.resources[index]
-    if placement.node is None:
-        return f"{group.name} stops: {placement.why}"
-    if node != placement.node:
-        return f"{group.name} moves to {placement.node}: {placement.why}"
-    if view.role(resource.name, node) is Role.FAILED:
-        return f"recover {resource.name}: {_failure_text(view, resource.name, node, group, failures)}"
-    if not _wanted(resource.meta.target_role):
-        return f"{resource.name}: its target role is stopped"
-    if index > first_start:
-        earlier = group.resources[first_start].name
-        return f"restart after {earlier} (members of {group.name} start in order)"
-    return None
+    def stops(self) -> list[int]:
+        """Add the stops, last member first; return their ids."""
+        ids: list[int] = []
+        for index in reversed(range(len(self.group.resources))):
+            resource = self.group.resources[index]
+            for node in self.view.active_nodes(resource.name):
+                reason = self._stop_reason(index, node)
+                if reason:
+                    ids.append(self.out.add(ActionKind.STOP, node, resource.name, reason,
+                                            tuple(ids[-1:])))
+        return ids
 
+    def _stop_reason(self, index: int, node: str) -> str | None:
+        resource, placement = self.group.resources[index], self.placement
+        if placement.node is None:
+            return f"{self.group.name} stops: {placement.why}"
+        if node != placement.node:
+            return f"{self.group.name} moves to {placement.node}: {placement.why}"
+        if self.view.role(resource.name, node) is Role.FAILED:
+            return f"recover {resource.name}: {self._failure_text(resource, node)}"
+        if not _wanted(resource):
+            return f"{resource.name}: its target role is stopped"
+        if index > self.first_start:
+            earlier = self.group.resources[self.first_start]
+            if not _wanted(earlier):
+                return f"{earlier.name} before it in {self.group.name} stays stopped"
+            return f"restart after {earlier.name} (members of {self.group.name} start in order)"
+        return None
 
-def _failure_text(view: View, resource: str, node: str, group: Group,
-                  failures: dict[tuple[str, str], int]) -> str:
-    status = next((s for s in view.resources if s.resource == resource and s.node == node), None)
-    what = f"{status.failed_operation} failed" if status and status.failed_operation else "failed"
-    threshold = next(r.meta.migration_threshold for r in group.resources if r.name == resource)
-    count = failures.get((resource, node), 0)
-    detail = f" ({status.message})" if status and status.message else ""
-    return f"{what} on {node}{detail}, failure {count} of {threshold}"
+    def _failure_text(self, resource: Resource, node: str) -> str:
+        status = next((s for s in self.view.resources
+                       if s.resource == resource.name and s.node == node), None)
+        what = f"{status.failed_operation} failed" if status and status.failed_operation \
+            else "failed"
+        detail = f" ({status.message})" if status and status.message else ""
+        count = self.failures.get((resource.name, node), 0)
+        return f"{what} on {node}{detail}, failure {count} of " \
+               f"{resource.meta.migration_threshold}"
 
-
-def _starts(group: Group, placement: Placement, first_start: int, stop_ids: list[int],
-            failures: dict[tuple[str, str], int], out: ActionList) -> None:
-    node = placement.node
-    if node is None:
-        return
-    previous = tuple(stop_ids)
-    for resource in group.resources[first_start:]:
-        if not _wanted(resource.meta.target_role):
-            return  # later members depend on this one, so they stay stopped too
-        count = failures.get((resource.name, node), 0)
-        reason = f"{group.name} runs on {node}: {placement.why}"
-        if count:
-            reason += f"; {count} earlier failure(s) of {resource.name} here"
-        previous = (out.add(ActionKind.START, node, resource.name, reason, previous),)
+    def starts(self, stop_ids: list[int]) -> None:
+        """Add the starts in member order, after every stop."""
+        node = self.placement.node
+        if node is None:
+            return
+        previous = tuple(stop_ids)
+        for resource in self.group.resources[self.first_start:]:
+            if not _wanted(resource):
+                return  # later members depend on this one, so they stay stopped too
+            count = self.failures.get((resource.name, node), 0)
+            reason = f"{self.group.name} runs on {node}: {self.placement.why}"
+            if count:
+                reason += f"; {count} earlier failure(s) of {resource.name} here"
+            previous = (self.out.add(ActionKind.START, node, resource.name, reason, previous),)
