@@ -145,6 +145,12 @@ class Executor:
             slot = self._slots.get(resource)
             return slot is not None and slot.busy
 
+    def queued(self, resource: str) -> int:
+        """How many callers wait for their turn on `resource`."""
+        with self._guard:
+            slot = self._slots.get(resource)
+            return len(slot.waiters) if slot else 0
+
     # --- one call ------------------------------------------------------------------------
 
     def _context(
