@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pyha.clock import Clock, MonotonicClock
-from pyha.errors import ConfigError, PyhaError, Severity
+from pyha.errors import ConfigError, PyhaError
 from pyha.executor.history import FailCounts, OperationHistory
 from pyha.executor.monitors import MonitorSchedule
 from pyha.executor.runner import Executor
@@ -158,6 +158,7 @@ class ClusterServer:
         """One decision cycle: due monitors, schedule, act. Returns the decision line."""
         self._cycle += 1
         self._run_due_monitors()
+        self.fail_counts.expire(self.clock.wall(), self._failure_timeout)
         transition = schedule(self.config, self.view(), self.clock.wall())
         line = f"cycle {self._cycle}: {transition.summary}"
         self._report(line, transition)
@@ -217,6 +218,10 @@ class ClusterServer:
 
     # -- internals ----------------------------------------------------------------------
 
+    def _failure_timeout(self, resource: str) -> float:
+        member = self.members.get(resource)
+        return member.resource.meta.failure_timeout if member else 1.0
+
     def _role(self, resource: str) -> Role:
         state = self._roles.get(resource)
         return state.role if state else Role.UNKNOWN
@@ -266,9 +271,8 @@ class ClusterServer:
         if policy is OnFail.IGNORE:
             return
         self.monitors.remove(name)
-        self.fail_counts.record(result, self.clock.wall())
-        if policy in (OnFail.MOVE, OnFail.STOP) and result.severity is Severity.RETRY_HERE:
-            self.fail_counts.ban(name, self.node, self.clock.wall())
+        self.fail_counts.record(result, self.clock.wall(),
+                                fatal=policy in (OnFail.MOVE, OnFail.STOP))
         if result.operation == "stop" or policy in (OnFail.BLOCK, OnFail.FENCE):
             if policy is OnFail.FENCE:
                 message += "; on-fail=fence but this node has no fence device"

@@ -68,8 +68,13 @@ class FailCounts:
         self._records: dict[tuple[str, str], FailRecord] = {}
         self._lock = threading.Lock()
 
-    def record(self, result: OperationResult, at: float) -> FailRecord | None:
-        """Count `result` if it failed (at wall-clock `at`); the updated record, else None."""
+    def record(
+        self, result: OperationResult, at: float, *, fatal: bool = False
+    ) -> FailRecord | None:
+        """Count `result` if it failed (at wall-clock `at`); the updated record, else None.
+
+        `fatal` bans the node whatever the severity (on-fail=move or stop asks for that).
+        """
         if result.ok or result.status is CallStatus.CANCELLED:
             return None
         key = (result.resource, result.node)
@@ -80,7 +85,7 @@ class FailCounts:
                 node=result.node,
                 count=(old.count if old else 0) + 1,
                 last_failure=at,
-                fatal=(old is not None and old.fatal) or result.severity in _FATAL,
+                fatal=fatal or (old is not None and old.fatal) or result.severity in _FATAL,
             )
             self._records[key] = updated
         return updated

@@ -147,6 +147,14 @@ def test_fatal_stays_set_after_later_soft_failures() -> None:
     assert (record.count, record.fatal) == (2, True)
 
 
+def test_a_soft_failure_can_be_recorded_as_fatal_by_policy() -> None:
+    counts = FailCounts()
+    record = counts.record(result("monitor", OcfCode.ERR_GENERIC), at=1.0, fatal=True)
+    assert record is not None
+    assert (record.count, record.fatal) == (1, True)
+    assert counts.record(result("monitor", OcfCode.SUCCESS), at=2.0, fatal=True) is None
+
+
 def test_cancelled_operations_are_not_counted() -> None:
     counts = FailCounts()
     assert counts.record(result("start", 1, status=CallStatus.CANCELLED), at=1.0) is None
