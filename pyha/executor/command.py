@@ -150,8 +150,8 @@ def _terminate(pump: _Pump, label: str, budget: float, grace: float) -> tuple[st
 
 
 def _seconds(value: float) -> str:
-    """A duration for people: 19.9993 reads as '20s', 0.25 as '250ms'."""
-    return format_duration(round(value, 1) if value >= 1 else round(value, 3))
+    """A duration for people: 19.9993 reads as '20s', 0.9996 as '1s', 0.25 as '250ms'."""
+    return format_duration(round(value, 1) if value >= 0.95 else round(value, 3))
 
 
 class _Pump:

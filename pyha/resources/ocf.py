@@ -183,7 +183,8 @@ def _seconds(value: str | None, fallback: float) -> float:
 # ---------------------------------------------------------------- cache
 
 
-_MEMORY: dict[str, MetaData] = {}
+_MEMORY: dict[tuple[Path, str], MetaData] = {}
+"""Shared by the caches of one process, keyed by (cache directory, agent key)."""
 _MEMORY_LOCK = threading.Lock()
 
 
@@ -204,12 +205,12 @@ class MetaDataCache:
         if key is None:
             return None
         with _MEMORY_LOCK:
-            if key in _MEMORY:
-                return _MEMORY[key]
+            if (self.directory, key) in _MEMORY:
+                return _MEMORY[self.directory, key]
         meta = self._read(key)
         if meta is not None:
             with _MEMORY_LOCK:
-                _MEMORY[key] = meta
+                _MEMORY[self.directory, key] = meta
         return meta
 
     def put(self, path: Path, meta: MetaData) -> None:
@@ -218,7 +219,7 @@ class MetaDataCache:
         if key is None:
             return
         with _MEMORY_LOCK:
-            _MEMORY[key] = meta
+            _MEMORY[self.directory, key] = meta
         self._write(key, meta)
 
     def _read(self, key: str) -> MetaData | None:

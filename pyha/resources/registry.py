@@ -49,6 +49,11 @@ class RegistrationError:
     origin: Origin
     reason: str
 
+    @property
+    def name(self) -> str:
+        """The plugin's full name if it got that far, else its folder or file."""
+        return self.name_or_path
+
     def __str__(self) -> str:
         return f"{self.name_or_path} ({self.origin}): {self.reason}"
 
