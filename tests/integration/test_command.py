@@ -179,3 +179,17 @@ def test_deadline_already_passed_does_not_start() -> None:
     assert result.returncode is None
     assert result.timed_out
     assert "deadline had already passed" in result.warning
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_runs_as_another_user() -> None:
+    result = run_command(["id", "-un"], deadline=_in(30), clock=CLOCK, user="nobody")
+    assert result.ok
+    assert result.stdout.strip() == "nobody"
+
+
+def test_unknown_user_is_a_result() -> None:
+    result = run_command(["true"], deadline=_in(5), clock=CLOCK, user="pyha-no-such-user")
+    assert result.returncode is None
+    assert "no such user: pyha-no-such-user" in result.stderr
