@@ -19,7 +19,7 @@ from pyha.model.config import ClusterConfig, Group, OnFail, Resource
 from pyha.model.status import NodeStatus, ResourceStatus, Role, View
 from pyha.resources.agent import Agent
 from pyha.resources.registry import Registry
-from pyha.resources.spi import CallStatus, OcfCode, OperationResult
+from pyha.resources.spi import OperationResult
 from pyha.scheduler import schedule
 
 DEFAULT_MONITOR_INTERVAL = 10.0
@@ -250,22 +250,14 @@ class ClusterServer:
             if self._role(due.resource) not in (Role.STARTED, Role.PROMOTED):
                 continue
             result = self._run(member, "monitor", due.interval, due.timeout)
-            if result.ok and result.running:
-                continue
-            if result.ok:  # cleanly stopped, but it should be running: a failure
-                result = OperationResult(
-                    resource=result.resource, operation="monitor", node=result.node,
-                    status=CallStatus.DONE, code=OcfCode.NOT_RUNNING,
-                    message=result.message or "not running", started=result.started,
-                    duration=result.duration, interval=result.interval)
-            self._failed(member, result, expected_running=True)
+            if not result.ok:  # a recurring monitor answering "not running" is a failure
+                self._failed(member, result)
 
-    def _failed(self, member: Member, result: OperationResult,
-                expected_running: bool = False) -> None:
+    def _failed(self, member: Member, result: OperationResult) -> None:
         """Record a failed operation and set the role the on-fail policy asks for."""
         name = member.resource.name
         policy = _on_fail(member.resource, result.operation, result.interval)
-        message = _failure_message(result, expected_running)
+        message = _failure_message(result)
         self.log.warning("%s failed on %s: %s (on-fail=%s)", name, self.node, message,
                          policy.value)
         if policy is OnFail.IGNORE:
@@ -379,7 +371,7 @@ def _on_fail(resource: Resource, operation: str, interval: float) -> OnFail:
     return OnFail.FENCE if operation == "stop" else OnFail.RESTART
 
 
-def _failure_message(result: OperationResult, expected_running: bool) -> str:
-    if expected_running and result.code == OcfCode.NOT_RUNNING:
+def _failure_message(result: OperationResult) -> str:
+    if result.running is False:
         return "monitor found it not running"
     return result.describe().split(": ", 1)[-1]

@@ -24,19 +24,23 @@ class OperationHistory:
         if limit_per_resource < 1:
             raise ValueError("limit_per_resource must be at least 1")
         self._limit = limit_per_resource
-        self._results: dict[str, deque[OperationResult]] = {}
+        # Each result with its sequence number, so all() keeps the order of recording
+        # even when start times are equal (a fake clock, a coarse wall clock).
+        self._results: dict[str, deque[tuple[int, OperationResult]]] = {}
+        self._sequence = 0
         self._lock = threading.Lock()
 
     def record(self, result: OperationResult) -> None:
         """Append `result` to its resource's history."""
         with self._lock:
+            self._sequence += 1
             kept = self._results.setdefault(result.resource, deque(maxlen=self._limit))
-            kept.append(result)
+            kept.append((self._sequence, result))
 
     def for_resource(self, name: str) -> list[OperationResult]:
         """The kept results of resource `name`, oldest first."""
         with self._lock:
-            return list(self._results.get(name, ()))
+            return [r for _, r in self._results.get(name, ())]
 
     def last(self, resource: str, operation: str | None = None) -> OperationResult | None:
         """The most recent result of `resource` (of `operation`, if given), if any."""
@@ -46,10 +50,10 @@ class OperationHistory:
         return None
 
     def all(self) -> list[OperationResult]:
-        """Every kept result, by start time."""
+        """Every kept result, by start time, then in the order they were recorded."""
         with self._lock:
-            results = [r for kept in self._results.values() for r in kept]
-        return sorted(results, key=lambda r: r.started)
+            results = [item for kept in self._results.values() for item in kept]
+        return [r for _, r in sorted(results, key=lambda item: (item[1].started, item[0]))]
 
     def forget(self, resource: str) -> None:
         """Drop the history of `resource` (it was removed from the configuration)."""

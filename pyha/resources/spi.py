@@ -81,13 +81,14 @@ class CallStatus(StrEnum):
 _HARD = {OcfCode.ERR_ARGS, OcfCode.ERR_UNIMPLEMENTED, OcfCode.ERR_PERM, OcfCode.ERR_INSTALLED}
 
 
-def classify(operation: str, status: CallStatus, code: int) -> Severity:
+def classify(operation: str, status: CallStatus, code: int, interval: float = 0.0) -> Severity:
     """The severity of a result, as Pacemaker classes OCF codes (soft, hard, fatal).
 
-    Monitors answering "not running" and stops answering success are not failures;
-    a failed stop bans the node (the resource may still be active there).
+    A probe (a one-shot monitor) answering "not running" is no failure, but a recurring
+    monitor only runs on a started resource, so there "not running" is a soft failure.
+    A failed stop bans the node (the resource may still be active there).
     """
-    if status is CallStatus.DONE and _is_expected(operation, code):
+    if status is CallStatus.DONE and _is_expected(operation, code, interval):
         return Severity.NONE
     if status is CallStatus.NOT_INSTALLED:
         return Severity.BAN_NODE
@@ -102,11 +103,13 @@ def classify(operation: str, status: CallStatus, code: int) -> Severity:
     return Severity.RETRY_HERE
 
 
-def _is_expected(operation: str, code: int) -> bool:
+def _is_expected(operation: str, code: int, interval: float) -> bool:
     if code in (OcfCode.SUCCESS, OcfCode.DEGRADED):
         return True
     if operation == "monitor":
-        return code in (OcfCode.NOT_RUNNING, OcfCode.RUNNING_PROMOTED, OcfCode.DEGRADED_PROMOTED)
+        if code == OcfCode.NOT_RUNNING:
+            return not interval
+        return code in (OcfCode.RUNNING_PROMOTED, OcfCode.DEGRADED_PROMOTED)
     return False
 
 
@@ -343,7 +346,7 @@ class OperationResult:
     @property
     def severity(self) -> Severity:
         """What the scheduler should do about it (NONE when it went as expected)."""
-        return classify(self.operation, self.status, self.code)
+        return classify(self.operation, self.status, self.code, self.interval)
 
     @property
     def ok(self) -> bool:
@@ -353,9 +356,9 @@ class OperationResult:
     @property
     def running(self) -> bool | None:
         """For monitors: True running, False cleanly stopped, None failed."""
-        if not self.ok:
-            return None
-        return self.code != OcfCode.NOT_RUNNING
+        if self.status is CallStatus.DONE and self.code == OcfCode.NOT_RUNNING:
+            return False
+        return True if self.ok else None
 
     def describe(self) -> str:
         """'monitor web1 on n1: not running (7)' or '... timed out after 20s'."""

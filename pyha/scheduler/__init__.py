@@ -64,8 +64,13 @@ def summarize(actions: list[Action] | tuple[Action, ...], placements: dict[str, 
               notes: list[Note]) -> str:
     """One line: what the transition does, or where everything stays."""
     if not actions:
+        said: dict[str, list[str]] = {}
+        for note in notes:
+            said.setdefault(note.subject, []).append(note.text)
         where = ", ".join(
-            f"{g} on {n}" if n else f"{g} stopped" for g, n in placements.items()
+            (f"{g} on {n}" if n else f"{g} stopped")
+            + (" (" + "; ".join(said[g]) + ")" if g in said else "")
+            for g, n in placements.items()
         )
         return f"nothing to do: {where}" if where else "nothing to do: no groups configured"
     parts = []
