@@ -219,6 +219,9 @@ class _Pump:
     def _ended(self, whole_group: bool) -> bool:
         if self.proc.poll() is None:
             return False
+        if self._pidfd is not None and self._pidfd in self._selector.get_map():
+            # An exited leader's pidfd stays readable; watching it would spin.
+            self._selector.unregister(self._pidfd)
         return not whole_group or not _group_alive(self.pgid)
 
     def _serve(self, key: selectors.SelectorKey) -> None:
@@ -321,14 +324,14 @@ def _group_alive(pgid: int) -> bool:
 
 
 def _live_member_in_proc(pgid: int) -> bool:
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue  # it exited while we looked
-        if int(fields[2]) == pgid and fields[0] != b"Z":
-            return True
-    return False
+    with os.scandir("/proc") as entries:
+        return any(_is_live_member(entry.name, pgid) for entry in entries if entry.name.isdigit())
+
+
+def _is_live_member(pid: str, pgid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return False  # it exited while we looked
+    return int(fields[2]) == pgid and fields[0] != b"Z"

@@ -193,3 +193,21 @@ def test_unknown_user_is_a_result() -> None:
     result = run_command(["true"], deadline=_in(5), clock=CLOCK, user="pyha-no-such-user")
     assert result.returncode is None
     assert "no such user: pyha-no-such-user" in result.stderr
+
+
+def test_leftover_group_member_ignoring_sigterm_is_killed(leftovers: list[int]) -> None:
+    # The leader obeys SIGTERM; the child it left in the group does not.
+    script = (
+        "import os, subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', "
+        "'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)'])\n"
+        "print(os.getpid(), child.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    result = run_command([PY, "-c", script], deadline=_in(2), clock=CLOCK, grace=0.5)
+    leader, child = (int(p) for p in result.stdout.split())
+    leftovers.extend([leader, child])
+    assert result.returncode == -signal.SIGTERM
+    assert result.killed
+    assert result.warning.endswith("still running after 500ms grace, sent SIGKILL")
+    assert _wait_until_gone(leader) == []
