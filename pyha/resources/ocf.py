@@ -276,7 +276,7 @@ class OcfAgent(Agent):
         self.name = TypeName("ocf", self.path.parent.name, self.path.name)
         if not (self.path.is_file() and os.access(self.path, os.X_OK)):
             raise PluginError(str(self.name), f"{self.path} is not an executable regular file")
-        self.origin = Origin("ocf", str(self.path))
+        self.origin = Origin("ocf", str(self.path.parent))
         self.ocf_root = Path(ocf_root) if ocf_root is not None else self.path.parents[2]
         self.grace = grace
         self._cache = cache or MetaDataCache()

@@ -253,7 +253,7 @@ class Registry:
             try:
                 agent = OcfAgent(path, ocf_root=root, cache=cache)
             except PluginError as exc:
-                self._reject(exc.plugin, Origin("ocf", str(path)), exc.reason)
+                self._reject(exc.plugin, Origin("ocf", str(path.parent)), exc.reason)
                 continue
             self._try_register(agent)
 

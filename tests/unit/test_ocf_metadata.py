@@ -216,6 +216,7 @@ def test_agent_name_origin_and_root_come_from_its_path(tmp_path: Path) -> None:
     agent = _agent(tmp_path)
     assert str(agent.name) == "ocf:acme:Typed"
     assert agent.origin.kind == "ocf"
+    assert agent.origin.location == str(tmp_path / "ocf" / "resource.d" / "acme")
     assert agent.ocf_root == tmp_path / "ocf"
     assert agent.enforces_deadline
     assert agent.supports("promote")
