@@ -17,7 +17,7 @@ class ConfigError(PyhaError):
         super().__init__(message)
 
     def __str__(self) -> str:
-        head = self.args[0]
+        head = str(self.args[0])
         if len(self.problems) == 1 and self.problems[0] == head:
             return str(head)
         return head + "".join(f"\n  - {p}" for p in self.problems)

@@ -20,8 +20,10 @@ def schedule(config: ClusterConfig, view: View, now: float) -> Transition:
     """
     frozen = _frozen_reason(config, view)
     if frozen:
-        notes = tuple(Note(subject=g.name, text=f"left as it is: {frozen}") for g in config.groups)
-        return Transition(notes=notes, summary=f"nothing to do: {frozen}")
+        frozen_notes = tuple(
+            Note(subject=g.name, text=f"left as it is: {frozen}") for g in config.groups
+        )
+        return Transition(notes=frozen_notes, summary=f"nothing to do: {frozen}")
     failures = failure_counts(config, view, now)
     out = ActionList()
     notes: list[Note] = []

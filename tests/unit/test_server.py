@@ -146,7 +146,7 @@ def test_on_fail_block_leaves_the_group_alone(tmp_path: Path) -> None:
     h.server.probe()
     h.server.cycle()
     set_knobs(h.state("ip"), fail_on=["monitor"])
-    line = h.tick()
+    h.tick()
     assert h.roles()["ip"] is Role.BLOCKED
     assert h.ops() == ["start ip", "start app"]
     assert "blocked" in h.tick()
