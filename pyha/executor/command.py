@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pwd
 import selectors
 import shlex
 import signal
@@ -12,7 +13,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from pyha.clock import Clock
 from pyha.model.types import format_duration
@@ -112,10 +113,24 @@ def _spawn(
         stderr=subprocess.PIPE,
         env=dict(env) if env is not None else None,
         cwd=cwd,
-        user=user,
         start_new_session=True,
         close_fds=True,
+        **_identity(user),
     )
+
+
+def _identity(user: str | None) -> dict[str, Any]:
+    """Popen arguments that switch to `user` with its own groups (KeyError if unknown).
+
+    Switching the uid alone would leave the command in root's groups.
+    """
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    if entry.pw_uid == os.geteuid():
+        return {}  # already that user; setgroups would need privileges we may lack
+    groups = os.getgrouplist(entry.pw_name, entry.pw_gid)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": groups}
 
 
 def _spawn_failure(program: str, user: str | None, exc: Exception) -> str:
