@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -86,8 +87,9 @@ def write_toml(data: dict[str, Any], path: Path) -> None:
 def pid_of(state_dir: Path, resource: str) -> int | None:
     """The pid the process plugin recorded for `resource`, if it runs."""
     try:
-        return int((state_dir / "process" / f"{resource}.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+        record = json.loads((state_dir / "process" / f"{resource}.pid").read_text())
+        return int(record["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
