@@ -251,11 +251,19 @@ class Executor:
         return outcome
 
     def _call_plugin(self, call: _Call) -> Outcome:
+        said = _LastWarning()
+        call.ctx.log.addHandler(said)
         try:
-            return _checked(call.agent.invoke(call.ctx))
+            outcome = _checked(call.agent.invoke(call.ctx))
         except Exception as exc:  # the plugin's bug must not become the server's
             call.error = exc
             return Outcome(OcfCode.ERR_GENERIC, CallStatus.ERROR, f"{type(exc).__name__}: {exc}")
+        finally:
+            call.ctx.log.removeHandler(said)
+        if outcome.message or not said.text:
+            return outcome
+        # A plugin that returns a bare code explains itself in its log: keep that.
+        return Outcome(outcome.code, outcome.status, said.text)
 
     # --- in a worker thread --------------------------------------------------------------
 
@@ -326,6 +334,17 @@ class Executor:
             self._log.debug("%s", text)
         else:
             self._log.info("%s", text)
+
+
+class _LastWarning(logging.Handler):
+    """Remembers the last warning or error a plugin logged during one operation."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.text = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.text = record.getMessage()[:500]
 
 
 def _checked(answer: object) -> Outcome:

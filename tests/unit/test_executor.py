@@ -317,3 +317,24 @@ def test_finished_operations_are_logged_with_their_duration(
     assert start.getMessage() == "python:test:scripted start web1: success (0) in 1.5s"
     # Recurring monitors that find the resource healthy stay out of the INFO log.
     assert monitor.levelno == logging.DEBUG
+
+
+def test_a_bare_failure_code_is_explained_by_what_the_plugin_logged(executor: Executor) -> None:
+    def complain(ctx: OperationContext) -> int:
+        ctx.log.info("trying port 80")
+        ctx.log.error("port 80 is taken by another program")
+        return 1
+
+    result = executor.run(ScriptedAgent({"start": complain}), "web1", "start", {})
+    assert result.message == "port 80 is taken by another program"
+    quiet = executor.run(ScriptedAgent({"start": answer(0)}), "web1", "start", {})
+    assert quiet.message == ""
+
+
+def test_a_message_the_plugin_returns_wins_over_its_log(executor: Executor) -> None:
+    def explain(ctx: OperationContext) -> Outcome:
+        ctx.log.warning("something on the side")
+        return Outcome(1, message="the real reason")
+
+    result = executor.run(ScriptedAgent({"start": explain}), "web1", "start", {})
+    assert result.message == "the real reason"
