@@ -6,10 +6,12 @@ import hashlib
 import logging
 import os
 import re
+import sys
 import tempfile
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from pyha.errors import PluginError
 from pyha.executor.command import CommandResult, run_command
 from pyha.model.types import parse_duration
 from pyha.resources.agent import Agent, Origin
+from pyha.resources.ocf_shims import shim_directory
 from pyha.resources.spi import (
     DEFAULT_TIMEOUT,
     CallStatus,
@@ -34,7 +37,9 @@ from pyha.resources.spi import (
 )
 
 __all__ = [
+    "CRM_FEATURE_SET",
     "EXIT_REASON_PREFIX",
+    "VALIDATE_TIMEOUT",
     "MetaDataCache",
     "OcfAgent",
     "default_cache_dir",
@@ -48,7 +53,18 @@ _LOG = logging.getLogger("pyha.resources.ocf")
 EXIT_REASON_PREFIX = "ocf-exit-reason:"
 META_DATA_TIMEOUT = 10.0
 """Seconds `<agent> meta-data` may take; Debian's agents print theirs in milliseconds."""
+VALIDATE_TIMEOUT = 10.0
+"""Seconds `<agent> validate-all` may take when validating parameters before anything runs."""
+CRM_FEATURE_SET = "3.16.2"
+"""The Pacemaker feature set agents are told (Pacemaker 2.1.5's): agents that compare it
+pick the current interfaces, e.g. ocf_promotion_score calls `crm_attribute -p`."""
 _MAX_MESSAGE = 300
+_VALIDATE_RESOURCE = "pyha-validate"
+"""OCF_RESOURCE_INSTANCE of a validate-all run for parameters not yet bound to a resource."""
+_REAL_SBIN_AGENTS = frozenset({"nfsnotify", "clvm"})
+"""Agents that look up real programs (sm-notify, clvmd) in $HA_SBIN_DIR: they keep
+/usr/sbin there, every other agent finds pyha's Pacemaker tools through it."""
+_LEGACY_WORDS = {"promoted": "master", "unpromoted": "slave"}
 _STANDARD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 _CACHE_FORMAT = "pyha-ocf-meta-1"
 """Part of every cache key: bump it when parse_metadata changes what it produces."""
@@ -259,7 +275,8 @@ class OcfAgent(Agent):
     Invariant: the agent file was a regular executable when registered; its meta data
     is fetched on first use (not at registration, which only lists files) and then
     kept in memory and in the on-disk cache; every call runs under the operation's
-    deadline with a minimal environment that carries nothing else of the server's.
+    deadline with a minimal environment that carries nothing else of the server's,
+    behind `wrapper` (an argv prefix such as `ip netns exec NS`) when one is given.
     """
 
     def __init__(
@@ -270,6 +287,9 @@ class OcfAgent(Agent):
         cache: MetaDataCache | None = None,
         grace: float = 5.0,
         clock: Clock | None = None,
+        wrapper: Sequence[str] = (),
+        nodes: Sequence[str] = (),
+        validate_timeout: float = VALIDATE_TIMEOUT,
     ) -> None:
         # Not Agent.__init__: meta data is lazy here, so `meta` is a property.
         self.path = Path(path)
@@ -279,6 +299,11 @@ class OcfAgent(Agent):
         self.origin = Origin("ocf", str(self.path.parent))
         self.ocf_root = Path(ocf_root) if ocf_root is not None else self.path.parents[2]
         self.grace = grace
+        self.wrapper = tuple(wrapper)
+        """Run every call as `[*wrapper, agent, action]`: in a namespace, under nice, ..."""
+        self.nodes = tuple(nodes)
+        """The cluster's nodes, for crm_node; empty means just the node of each call."""
+        self.validate_timeout = validate_timeout
         self._cache = cache or MetaDataCache()
         self._clock: Clock = clock or MonotonicClock()
         self._meta: MetaData | None = None
@@ -310,7 +335,7 @@ class OcfAgent(Agent):
 
     def _fetch_meta(self) -> MetaData:
         result = run_command(
-            [str(self.path), "meta-data"],
+            self.argv("meta-data"),
             deadline=self._clock.now() + META_DATA_TIMEOUT,
             clock=self._clock,
             env=self._base_env(),
@@ -324,8 +349,24 @@ class OcfAgent(Agent):
         self._cache.put(self.path, meta)
         return meta
 
+    def argv(self, action: str) -> list[str]:
+        """The command line of one call: the wrapper, the agent, the action, nothing else."""
+        return [*self.wrapper, str(self.path), action]
+
+    # ------------------------------------------------------------ validation
+
     def validate(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
-        """Check names, required ones and types; no defaults filled (the agent has its own)."""
+        """Check names, required ones and types, then ask the agent's validate-all.
+
+        No defaults are filled in (the agent has its own). validate-all runs only when
+        the types are right and the agent advertises it, see `validate_all`.
+        """
+        checked, problems = self._check_types(params)
+        if problems:
+            return checked, problems
+        return checked, self.validate_all(checked)
+
+    def _check_types(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
         known = {p.name: p for p in self.meta.parameters}
         problems = [
             f"{name}: unknown parameter (known: {', '.join(sorted(known)) or 'none'})"
@@ -343,6 +384,43 @@ class OcfAgent(Agent):
             except ValueError as exc:
                 problems.append(f"{spec.name}: {exc}")
         return checked, tuple(problems)
+
+    def validate_all(
+        self,
+        params: Mapping[str, Any],
+        *,
+        resource: str = _VALIDATE_RESOURCE,
+        node: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        state_dir: Path | None = None,
+    ) -> tuple[str, ...]:
+        """Run `<agent> validate-all` with `params`; its complaints, () if it has none.
+
+        Exit codes 2 (invalid here), 6 (invalid anywhere) and every other failure become
+        one problem carrying the agent's `ocf-exit-reason:`; 3 means the agent does not
+        really validate. Runs under `validate_timeout`, and only if the agent's meta
+        data lists validate-all. HA_RSCTMP and the attribute store are a scratch
+        directory unless `state_dir` is given.
+        """
+        if self.meta.operation("validate") is None:
+            return ()
+        with _scratch(state_dir) as where:
+            outcome = self.invoke(
+                OperationContext(
+                    resource=resource,
+                    operation="validate",
+                    params=params,
+                    deadline=self._clock.now() + self.validate_timeout,
+                    node=node or os.uname().nodename,
+                    state_dir=where,
+                    log=_LOG,
+                    clock=self._clock,
+                    meta=dict(meta or {}),
+                )
+            )
+        return _validation_problems(outcome, self.validate_timeout)
+
+    # ------------------------------------------------------------ operations
 
     def invoke(self, ctx: OperationContext) -> Outcome:
         """Run `<agent> <action>` with the OCF environment, killed at `ctx.deadline`."""
@@ -364,7 +442,7 @@ class OcfAgent(Agent):
                 message=f"cannot prepare HA_RSCTMP: {exc}",
             )
         result = run_command(
-            [str(self.path), action],
+            self.argv(action),
             deadline=ctx.deadline,
             clock=ctx.clock,
             env=env,
@@ -382,17 +460,22 @@ class OcfAgent(Agent):
             return "reload-agent"
         return operation if self.meta.operation(operation) else None
 
+    # ------------------------------------------------------------ environment
+
     def _base_env(self) -> dict[str, str]:
         """What every call gets, meta-data included."""
-        return {
+        env = {
             "OCF_ROOT": str(self.ocf_root),
             "OCF_RA_VERSION_MAJOR": "1",
             "OCF_RA_VERSION_MINOR": "1",
             "OCF_RESOURCE_TYPE": self.name.type,
             "OCF_RESOURCE_PROVIDER": self.name.provider,
             "OCF_EXIT_REASON_PREFIX": EXIT_REASON_PREFIX,
+            "OCF_RESKEY_crm_feature_set": CRM_FEATURE_SET,
             "PATH": _search_path(),
         }
+        env.update(_shim_env(self.name.type))
+        return env
 
     def environment(self, ctx: OperationContext) -> dict[str, str]:
         """The environment of one call (OCF.md 5.2); creates the HA_RSCTMP directory."""
@@ -407,15 +490,96 @@ class OcfAgent(Agent):
                 "OCF_RESKEY_CRM_meta_interval": str(_milliseconds(ctx.interval)),
                 "OCF_RESKEY_CRM_meta_name": ctx.operation,
                 "OCF_RESKEY_CRM_meta_on_node": ctx.node,
+                "OCF_CHECK_LEVEL": _check_level(ctx.meta),
+                "PYHA_ATTRIBUTES": str(ctx.state_dir / "attributes"),
+                "PYHA_NODE": ctx.node,
+                "PYHA_NODES": " ".join(self._nodes_with(ctx.node)),
             }
         )
-        for name, value in ctx.meta.items():
-            if value is not None:  # Pacemaker spells meta names with underscores
-                env[f"OCF_RESKEY_CRM_meta_{name.replace('-', '_')}"] = _env_value(value)
+        env.update(_meta_env(ctx.meta))
         for name, value in ctx.params.items():
             if value is not None:
                 env[f"OCF_RESKEY_{name}"] = _env_value(value)
         return env
+
+    def _nodes_with(self, node: str) -> list[str]:
+        """The configured nodes, with `node` added if the list lacks it."""
+        return list(self.nodes) if node in self.nodes else [*self.nodes, node]
+
+
+@contextmanager
+def _scratch(state_dir: Path | None) -> Iterator[Path]:
+    """`state_dir`, or a private temporary directory removed afterwards."""
+    if state_dir is not None:
+        yield state_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="pyha-ocf-validate-") as tmp:
+        yield Path(tmp)
+
+
+def _validation_problems(outcome: Outcome, timeout: float) -> tuple[str, ...]:
+    """What a validate-all outcome says is wrong; () for valid (0) or not implemented (3)."""
+    if outcome.status is CallStatus.TIMEOUT:
+        return (f"validate-all did not answer within {timeout:g}s",)
+    if outcome.status is not CallStatus.DONE:
+        return (f"validate-all could not run: {outcome.message or outcome.status.value}",)
+    if outcome.code in (OcfCode.SUCCESS, OcfCode.ERR_UNIMPLEMENTED):
+        return ()
+    reason = outcome.message or "no reason given"
+    return (
+        f"validate-all: {_VALIDATE_MEANING.get(outcome.code, OcfCode.label(outcome.code))}: "
+        f"{reason}",
+    )
+
+
+_VALIDATE_MEANING: dict[int, str] = {
+    OcfCode.ERR_ARGS: "invalid on this node (2)",
+    OcfCode.ERR_PERM: "insufficient privileges (4)",
+    OcfCode.ERR_INSTALLED: "not installed on this node (5)",
+    OcfCode.ERR_CONFIGURED: "invalid configuration (6)",
+}
+
+
+def _check_level(meta: Mapping[str, Any]) -> str:
+    """OCF_CHECK_LEVEL from the operation's depth (meta "depth"): 0, 10, 20; 0 by default."""
+    depth = meta.get("depth")
+    return "0" if depth is None else _env_value(depth)
+
+
+def _meta_env(meta: Mapping[str, Any]) -> dict[str, str]:
+    """OCF_RESKEY_CRM_meta_* for every meta attribute, and legacy names beside new ones.
+
+    Pacemaker spells meta names with underscores, and still sets the old master/slave
+    names next to promoted/unpromoted ones (notify_promoted_uname and
+    notify_master_uname, promoted_max and master_max) because many agents read only those.
+    """
+    env: dict[str, str] = {}
+    legacy: dict[str, str] = {}
+    for name, value in meta.items():
+        if value is None:
+            continue
+        words = name.replace("-", "_").split("_")
+        env[f"OCF_RESKEY_CRM_meta_{'_'.join(words)}"] = _env_value(value)
+        old = [_LEGACY_WORDS.get(word, word) for word in words]
+        if old != words:
+            legacy[f"OCF_RESKEY_CRM_meta_{'_'.join(old)}"] = _env_value(value)
+    return legacy | env  # a legacy name given explicitly wins
+
+
+def _shim_env(agent_type: str) -> dict[str, str]:
+    """PATH entries and variables that let agents find pyha's Pacemaker tools."""
+    shims = shim_directory()
+    if not os.access(shims / "crm_attribute", os.X_OK):
+        _LOG.warning("pyha's Pacemaker tool stand-ins in %s are not executable", shims)
+        return {}
+    env = {
+        "PATH": os.pathsep.join([str(shims), _search_path()]),
+        "PYHA_PYTHON": sys.executable,
+        "PYHA_PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    if agent_type not in _REAL_SBIN_AGENTS:
+        env["HA_SBIN_DIR"] = str(shims)  # ocf_promotion_score runs ${HA_SBIN_DIR}/crm_attribute
+    return env
 
 
 def _milliseconds(seconds: float) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from pyha.resources.ocf import (
     exit_reason,
     parse_metadata,
 )
+from pyha.resources.ocf_shims import shim_directory
 from pyha.resources.spi import OperationContext
 from pyha.testing import FakeClock
 
@@ -261,11 +263,16 @@ def test_environment_follows_the_ocf_conventions(
         clock=clock,
         meta={"clone-max": 2, "promotable": True, "notify_start_uname": "n1 n2", "gone": None},
     )
-    env = _agent(tmp_path).environment(ctx)
+    agent = _agent(tmp_path)
+    agent.nodes = ("n0", "n1", "n2")
+    env = agent.environment(ctx)
     rsctmp = tmp_path / "state" / "rsctmp" / "n1"
     assert rsctmp.is_dir()
-    path = env.pop("PATH")
-    assert "/usr/sbin" in path.split(":")
+    path = env.pop("PATH").split(":")
+    assert path[0] == str(shim_directory())
+    assert "/usr/sbin" in path
+    assert env.pop("PYHA_PYTHON") == sys.executable
+    assert (Path(env.pop("PYHA_PYTHONPATH")) / "pyha" / "resources" / "ocf.py").is_file()
     assert env == {
         "OCF_ROOT": str(tmp_path / "ocf"),
         "OCF_RA_VERSION_MAJOR": "1",
@@ -274,11 +281,17 @@ def test_environment_follows_the_ocf_conventions(
         "OCF_RESOURCE_TYPE": "Typed",
         "OCF_RESOURCE_PROVIDER": "acme",
         "OCF_EXIT_REASON_PREFIX": "ocf-exit-reason:",
+        "OCF_RESKEY_crm_feature_set": "3.16.2",
+        "HA_SBIN_DIR": str(shim_directory()),
         "HA_RSCTMP": str(rsctmp),
         "OCF_RESKEY_CRM_meta_timeout": "20000",
         "OCF_RESKEY_CRM_meta_interval": "10000",
         "OCF_RESKEY_CRM_meta_name": "monitor",
         "OCF_RESKEY_CRM_meta_on_node": "n1",
+        "OCF_CHECK_LEVEL": "0",
+        "PYHA_ATTRIBUTES": str(tmp_path / "state" / "attributes"),
+        "PYHA_NODE": "n1",
+        "PYHA_NODES": "n0 n1 n2",
         "OCF_RESKEY_CRM_meta_clone_max": "2",
         "OCF_RESKEY_CRM_meta_promotable": "true",
         "OCF_RESKEY_CRM_meta_notify_start_uname": "n1 n2",
