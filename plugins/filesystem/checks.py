@@ -35,7 +35,7 @@ def directory_problems(directory: str) -> list[str]:
         return [f"directory: must be an absolute path, got {directory!r}"]
     if "\0" in directory:
         return ["directory: holds a NUL character"]
-    if os.path.normpath(directory) == "/":
+    if not os.path.normpath(directory).strip("/"):
         return ["directory: cannot be / (the root file system)"]
     if ".." in directory.split("/"):
         return [f"directory: must not contain '..' ({directory!r})"]
