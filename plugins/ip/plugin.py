@@ -1,0 +1,364 @@
+"""The ip plugin: a floating IPv4 or IPv6 address on an interface, announced to neighbours."""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pyha.executor.command import CommandResult, run_command
+from pyha.resources.spi import (
+    MetaData,
+    OcfCode,
+    OperationContext,
+    OperationSpec,
+    ParameterSpec,
+    Plugin,
+)
+
+from .announce import send_garp, send_unsolicited_na
+from .checks import check_params, parse_address
+from .links import IpInterface, Link, choose_link, holder, parse_links
+
+__all__ = ["IpPlugin"]
+
+POLL = 0.1
+"""Seconds between looks at an IPv6 address whose duplicate address detection runs."""
+COMMAND_GRACE = 1.0
+"""Seconds an `ip` or `arping` that outlived its deadline gets between SIGTERM and SIGKILL."""
+
+_META = MetaData(
+    name="ip",
+    description=(
+        "A floating IP address: added to a network interface on start, announced to the "
+        "neighbours (gratuitous ARP for IPv4, unsolicited neighbour advertisement for IPv6) "
+        "so their caches point at this node, removed on stop."
+    ),
+    parameters=(
+        ParameterSpec(
+            name="address",
+            required=True,
+            unique=True,
+            description="The address with its prefix length: 198.18.10.50/24 or fd00::50/64.",
+        ),
+        ParameterSpec(
+            name="interface",
+            description="The interface to put it on; default: the one with an address in a "
+            "subnet that contains it (the most specific subnet wins).",
+        ),
+        ParameterSpec(
+            name="label",
+            description="IPv4 only: a label for the address (eth0:web); must begin with the "
+            "interface name.",
+        ),
+        ParameterSpec(
+            name="broadcast",
+            description="IPv4 only: the broadcast address; default: computed from the prefix.",
+        ),
+        ParameterSpec(
+            name="announce_count",
+            type="integer",
+            default=3,
+            description="How many gratuitous ARPs or neighbour advertisements start sends "
+            "(0 sends none).",
+        ),
+        ParameterSpec(
+            name="arp_sender",
+            type="select",
+            options=("auto", "arping", "builtin"),
+            default="auto",
+            description="IPv4: who sends the gratuitous ARPs: arping (Debian iputils-arping; "
+            "one a second), builtin (a raw socket; 0.2s apart), or auto (arping if installed).",
+        ),
+        ParameterSpec(
+            name="nodad",
+            type="boolean",
+            default=True,
+            description="IPv6: add the address without duplicate address detection, usable at "
+            "once; with false, start waits for the detection and fails if another host "
+            "has the address.",
+        ),
+    ),
+    operations=(
+        OperationSpec(name="start", timeout=20.0),
+        OperationSpec(name="stop", timeout=20.0),
+        OperationSpec(name="monitor", timeout=10.0, interval=10.0),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A resource's parameters with the address parsed; valid by construction."""
+
+    address: IpInterface
+    interface: str | None
+    label: str | None
+    broadcast: str | None
+    announce_count: int
+    arp_sender: str
+    nodad: bool
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> Settings:
+        """The settings of typed, defaulted parameters; ValueError on a bad address."""
+        return cls(
+            address=parse_address(params["address"]),
+            interface=params.get("interface"),
+            label=params.get("label"),
+            broadcast=params.get("broadcast"),
+            announce_count=int(params.get("announce_count", 3)),
+            arp_sender=params.get("arp_sender") or "auto",
+            nodad=bool(params.get("nodad", True)),
+        )
+
+    def where(self) -> str:
+        """'on eth0' or 'on any interface', for messages."""
+        return f"on {self.interface}" if self.interface else "on any interface"
+
+
+class IpPlugin(Plugin):
+    """Adds, removes and watches one address per resource with the `ip` command.
+
+    Invariant: the address counts as running exactly when a link (the configured one,
+    else any) holds the same IP with the same prefix length; start and stop change
+    nothing when it already is, or is not, there.
+    """
+
+    def meta_data(self) -> MetaData:
+        """Parameters with types and defaults; start, stop and monitor with timeouts."""
+        return _META
+
+    def validate(self, params: Mapping[str, Any]) -> list[str]:
+        """Types first, then address, prefix, interface name, label and broadcast."""
+        coerced, problems = _META.check(params)
+        return list(problems) if problems else check_params(coerced)
+
+    def start(self, ctx: OperationContext) -> int:
+        """Add the address unless present, wait until usable, then announce it."""
+        prepared = _prepare(ctx)
+        if isinstance(prepared, int):
+            return prepared
+        settings, links = prepared
+        try:
+            link = choose_link(links, settings.address, settings.interface)
+        except LookupError as exc:
+            ctx.log.error("start %s: %s", ctx.resource, exc)
+            return OcfCode.ERR_INSTALLED
+        if settings.label is not None and not settings.label.startswith(link.name):
+            ctx.log.error(
+                "start %s: label %s must begin with the interface name %s",
+                ctx.resource,
+                settings.label,
+                link.name,
+            )
+            return OcfCode.ERR_CONFIGURED
+        if link.find(settings.address) is None:
+            code = _add(ctx, settings, link)
+            if code != OcfCode.SUCCESS:
+                return code
+        code = _await_usable(ctx, settings, link.name)
+        if code == OcfCode.SUCCESS:
+            _announce(ctx, settings, link)
+        return code
+
+    def stop(self, ctx: OperationContext) -> int:
+        """Remove the address wherever this resource would have put it; absent is success."""
+        prepared = _prepare(ctx)
+        if isinstance(prepared, int):
+            return prepared
+        settings, links = prepared
+        link = holder(links, settings.address, settings.interface)
+        if link is None:
+            return OcfCode.SUCCESS
+        result = _ip(ctx, "addr", "del", str(settings.address), "dev", link.name)
+        if result.ok:
+            return OcfCode.SUCCESS
+        if _present(ctx, settings.address, link.name) is False:
+            return OcfCode.SUCCESS  # someone else removed it meanwhile
+        ctx.log.error(
+            "stop %s: cannot remove %s from %s: %s",
+            ctx.resource,
+            settings.address,
+            link.name,
+            _why(result),
+        )
+        return OcfCode.ERR_GENERIC
+
+    def monitor(self, ctx: OperationContext) -> int:
+        """0 when the address is on a link that is up, 7 when absent, 1 when unusable."""
+        prepared = _prepare(ctx)
+        if isinstance(prepared, int):
+            return prepared
+        settings, links = prepared
+        link = holder(links, settings.address, settings.interface)
+        if link is None:
+            ctx.log.info(
+                "monitor %s: %s is not %s", ctx.resource, settings.address, settings.where()
+            )
+            return OcfCode.NOT_RUNNING
+        problem = _unusable(link, settings.address)
+        if problem:
+            ctx.log.error("monitor %s: %s", ctx.resource, problem)
+            return OcfCode.ERR_GENERIC
+        return OcfCode.SUCCESS
+
+
+# --- reading and changing addresses -------------------------------------------------
+
+
+def _prepare(ctx: OperationContext) -> tuple[Settings, list[Link]] | int:
+    """The settings and the node's links, or the code to return when either is missing."""
+    try:
+        settings = Settings.from_params(ctx.params)
+    except ValueError as exc:
+        ctx.log.error("%s %s: address: %s", ctx.operation, ctx.resource, exc)
+        return OcfCode.ERR_CONFIGURED
+    links = _read_links(ctx)
+    return links if isinstance(links, int) else (settings, links)
+
+
+def _ip(ctx: OperationContext, *args: str) -> CommandResult:
+    return run_command(
+        ["ip", *args], deadline=ctx.deadline, clock=ctx.clock, grace=COMMAND_GRACE, log=ctx.log
+    )
+
+
+def _read_links(ctx: OperationContext) -> list[Link] | int:
+    """The node's links, or the code to return when `ip` could not tell."""
+    result = _ip(ctx, "-j", "addr", "show")
+    if not result.ok:
+        ctx.log.error("%s %s: ip -j addr show: %s", ctx.operation, ctx.resource, _why(result))
+        if result.returncode is None and not result.timed_out:
+            return OcfCode.ERR_INSTALLED
+        return OcfCode.ERR_GENERIC
+    try:
+        return parse_links(result.stdout)
+    except ValueError as exc:
+        ctx.log.error("%s %s: %s", ctx.operation, ctx.resource, exc)
+        return OcfCode.ERR_GENERIC
+
+
+def _present(ctx: OperationContext, address: IpInterface, name: str) -> bool | None:
+    """Whether link `name` holds `address` now; None when `ip` cannot tell."""
+    links = _read_links(ctx)
+    return None if isinstance(links, int) else holder(links, address, name) is not None
+
+
+def _add(ctx: OperationContext, settings: Settings, link: Link) -> int:
+    address = settings.address
+    argv = ["addr", "add", str(address), "dev", link.name]
+    if address.version == 4:
+        if settings.broadcast is not None:
+            argv += ["broadcast", settings.broadcast]
+        elif address.network.prefixlen <= 30:
+            argv += ["broadcast", "+"]
+        if settings.label is not None:
+            argv += ["label", settings.label]
+    elif settings.nodad:
+        argv.append("nodad")
+    result = _ip(ctx, *argv)
+    if result.ok:
+        return OcfCode.SUCCESS
+    if _present(ctx, address, link.name):
+        return OcfCode.SUCCESS  # added meanwhile: "already assigned" is success
+    ctx.log.error(
+        "start %s: cannot add %s to %s: %s", ctx.resource, address, link.name, _why(result)
+    )
+    return OcfCode.ERR_GENERIC
+
+
+def _await_usable(ctx: OperationContext, settings: Settings, name: str) -> int:
+    """Wait out IPv6 duplicate address detection; then the link must be up."""
+    while True:
+        links = _read_links(ctx)
+        if isinstance(links, int):
+            return links
+        link = holder(links, settings.address, name)
+        if link is None:
+            ctx.log.error("start %s: %s vanished from %s", ctx.resource, settings.address, name)
+            return OcfCode.ERR_GENERIC
+        found = link.find(settings.address)
+        if found is None or not found.tentative:
+            break
+        if ctx.expired() or not ctx.sleep(POLL):
+            ctx.log.error(
+                "start %s: duplicate address detection of %s did not end in time",
+                ctx.resource,
+                settings.address,
+            )
+            return OcfCode.ERR_GENERIC
+    problem = _unusable(link, settings.address)
+    if problem is None:
+        return OcfCode.SUCCESS
+    ctx.log.error("start %s: %s", ctx.resource, problem)
+    if found is not None and found.dadfailed:
+        _ip(ctx, "addr", "del", str(settings.address), "dev", name)
+    return OcfCode.ERR_GENERIC
+
+
+def _unusable(link: Link, address: IpInterface) -> str | None:
+    """Why `address`, present on `link`, cannot carry traffic; None when it can."""
+    found = link.find(address)
+    if found is not None and found.dadfailed:
+        return f"another host on {link.name} uses {address.ip} (duplicate address detected)"
+    if not link.up:
+        return f"{address} is on {link.name}, but the link is {link.state()}"
+    return None
+
+
+def _why(result: CommandResult) -> str:
+    text = result.stderr.strip() or result.warning or f"exit {result.returncode}"
+    return text.splitlines()[-1] if text else "failed"
+
+
+# --- announcing ---------------------------------------------------------------------
+
+
+def _announce(ctx: OperationContext, settings: Settings, link: Link) -> None:
+    """Tell the neighbours, best effort: the address works without it, only later for some."""
+    count = settings.announce_count
+    mac = link.ethernet_mac
+    if count <= 0:
+        return
+    if mac is None:
+        ctx.log.info("start %s: %s does no ARP; nothing to announce", ctx.resource, link.name)
+        return
+    ip = settings.address.ip
+    try:
+        if isinstance(ip, ipaddress.IPv6Address):
+            sent = send_unsolicited_na(link.name, mac, ip, count, ctx.sleep)
+        elif _use_arping(settings.arp_sender):
+            _arping(ctx, link.name, ip, count)
+            return
+        else:
+            sent = send_garp(link.name, mac, ip, count, ctx.sleep)
+    except OSError as exc:
+        ctx.log.warning("start %s: cannot announce %s on %s: %s", ctx.resource, ip, link.name, exc)
+        return
+    ctx.log.info("start %s: announced %s on %s %d time(s)", ctx.resource, ip, link.name, sent)
+
+
+def _use_arping(arp_sender: str) -> bool:
+    if arp_sender == "auto":
+        return shutil.which("arping") is not None
+    return arp_sender == "arping"
+
+
+def _arping(ctx: OperationContext, name: str, ip: ipaddress.IPv4Address, count: int) -> None:
+    """Gratuitous ARPs through iputils arping, which sends one a second."""
+    # Keep a little of the budget for start to return in time even if arping hangs.
+    deadline = min(ctx.deadline - min(1.0, 0.1 * ctx.remaining()), ctx.clock.now() + count + 2)
+    result = run_command(
+        ["arping", "-q", "-U", "-c", str(count), "-I", name, str(ip)],
+        deadline=deadline,
+        clock=ctx.clock,
+        grace=COMMAND_GRACE,
+        log=ctx.log,
+    )
+    if result.ok:
+        ctx.log.info("start %s: announced %s on %s with arping", ctx.resource, ip, name)
+    else:
+        ctx.log.warning("start %s: arping for %s on %s: %s", ctx.resource, ip, name, _why(result))
