@@ -281,7 +281,7 @@ def _await_usable(ctx: OperationContext, settings: Settings, name: str) -> int:
             ctx.log.error("start %s: %s vanished from %s", ctx.resource, settings.address, name)
             return OcfCode.ERR_GENERIC
         found = link.find(settings.address)
-        if found is None or not found.tentative:
+        if found is None or found.dadfailed or not found.tentative:
             break
         if ctx.expired() or not ctx.sleep(POLL):
             ctx.log.error(
