@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -22,7 +23,7 @@ from pyha.errors import PluginError
 from pyha.executor.command import CommandResult, run_command
 from pyha.model.types import parse_duration
 from pyha.resources.agent import Agent, Origin
-from pyha.resources.ocf_shims import shim_directory
+from pyha.resources.ocf_shims import TOOLS, shim_directory
 from pyha.resources.spi import (
     DEFAULT_TIMEOUT,
     CallStatus,
@@ -569,8 +570,7 @@ def _meta_env(meta: Mapping[str, Any]) -> dict[str, str]:
 def _shim_env(agent_type: str) -> dict[str, str]:
     """PATH entries and variables that let agents find pyha's Pacemaker tools."""
     shims = shim_directory()
-    if not os.access(shims / "crm_attribute", os.X_OK):
-        _LOG.warning("pyha's Pacemaker tool stand-ins in %s are not executable", shims)
+    if not _shims_usable(shims):
         return {}
     env = {
         "PATH": os.pathsep.join([str(shims), _search_path()]),
@@ -580,6 +580,15 @@ def _shim_env(agent_type: str) -> dict[str, str]:
     if agent_type not in _REAL_SBIN_AGENTS:
         env["HA_SBIN_DIR"] = str(shims)  # ocf_promotion_score runs ${HA_SBIN_DIR}/crm_attribute
     return env
+
+
+@functools.cache
+def _shims_usable(shims: Path) -> bool:
+    """True if the tool stand-ins can run; warns once if an install lost their mode bits."""
+    usable = all(os.access(shims / tool, os.X_OK) for tool in TOOLS)
+    if not usable:
+        _LOG.warning("pyha's Pacemaker tool stand-ins in %s are not executable", shims)
+    return usable
 
 
 def _milliseconds(seconds: float) -> int:
