@@ -114,9 +114,10 @@ class LoopDevices:
         )
         return self.attach(image)
 
-    def attach(self, image: Path) -> LoopDevice:
-        """Attach an existing image; it is detached on close."""
-        path = _run("losetup", "--find", "--show", str(image)).stdout.strip()
+    def attach(self, image: Path, device: str | None = None) -> LoopDevice:
+        """Attach an existing image (to `device`, else a free one); detached on close."""
+        where = [device] if device else ["--find", "--show"]
+        path = _run("losetup", *where, str(image)).stdout.strip() or str(device)
         device = LoopDevice(path, image.resolve())
         self.devices.append(device)
         return device
