@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from pyha.resources.agent import Agent
 from pyha.resources.registry import Registry
 from pyha.resources.spi import OperationResult
 from pyha.scheduler import schedule
+from pyha.scheduler.inputs import INPUTS_DIR, INPUTS_KEPT, SchedulerInput, input_name, input_number
 
 DEFAULT_MONITOR_INTERVAL = 10.0
 
@@ -159,7 +161,10 @@ class ClusterServer:
         self._cycle += 1
         self._run_due_monitors()
         self.fail_counts.expire(self.clock.wall(), self._failure_timeout)
-        transition = schedule(self.config, self.view(), self.clock.wall())
+        view, now = self.view(), self.clock.wall()
+        transition = schedule(self.config, view, now)
+        if transition.actions:
+            self._save_input(view, now)
         line = f"cycle {self._cycle}: {transition.summary}"
         self._report(line, transition)
         outcome = self._execute(transition)
@@ -308,6 +313,14 @@ class ClusterServer:
         self._failed(member, result)
         return False
 
+    def _save_input(self, view: View, now: float) -> None:
+        """Keep what produced a transition, for `pyha simulate` to replay."""
+        data = SchedulerInput(now=now, config=self.config, view=view)
+        try:
+            save_input(self.state_dir / INPUTS_DIR, data)
+        except OSError as exc:
+            self.log.warning("cannot save the scheduler input: %s", exc)
+
     def _report(self, line: str, transition: Transition) -> None:
         # Identical idle cycles are logged at debug level so the log shows changes.
         level = logging.INFO if (transition.actions or line.split(": ", 1)[1]
@@ -349,6 +362,20 @@ class ClusterServer:
         if next_due is not None:
             wait = min(wait, max(0.0, next_due - self.clock.now()))
         return wait
+
+
+def save_input(directory: Path, data: SchedulerInput, keep: int = INPUTS_KEPT) -> Path:
+    """Write `data` as the next numbered input file, atomically; keep the newest `keep`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    numbers = sorted(n for p in directory.iterdir() if (n := input_number(p.name)) is not None)
+    number = numbers[-1] + 1 if numbers else 1
+    path = directory / input_name(number)
+    temporary = directory / f".{path.name}.tmp"
+    temporary.write_text(data.to_json())
+    os.replace(temporary, path)  # readers see the whole file or none
+    for old in numbers[:max(0, len(numbers) + 1 - keep)]:
+        (directory / input_name(old)).unlink(missing_ok=True)
+    return path
 
 
 def _only_node(config: ClusterConfig) -> str:

@@ -6,6 +6,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pyha.model.config import OnFail
+
 
 class Observed(BaseModel):
     """Base of the view models: immutable snapshots."""
@@ -59,6 +61,9 @@ class FailRecord(Observed):
     """Wall-clock seconds of the most recent failure."""
     fatal: bool = False
     """A hard error (not installed, misconfigured) that bans the node whatever the count."""
+    on_fail: OnFail | None = None
+    """The on-fail policy applied to the last failure, when known; `stop` keeps the
+    resource's group stopped everywhere until cleanup."""
 
 
 class View(Observed):

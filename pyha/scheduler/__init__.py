@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from pyha.model.actions import Action, ActionKind, Note, Transition
+from dataclasses import dataclass, field
+
+from pyha.model.actions import ActionKind, Note, Transition
 from pyha.model.config import ClusterConfig, NoQuorumPolicy
 from pyha.model.status import View
-from pyha.scheduler.ordering import ActionList, plan_group
-from pyha.scheduler.placement import Placement, place_group
-from pyha.scheduler.scores import failure_counts
+from pyha.scheduler import constraints, ordering, placement, recovery
+from pyha.scheduler.explain import summary_line
+from pyha.scheduler.index import INACTIVE, Index
+from pyha.scheduler.moves import move, unmove
+from pyha.scheduler.placement import Placement
 
-__all__ = ["Placement", "schedule"]
+__all__ = ["Placement", "Plan", "move", "plan", "schedule", "unmove"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A transition with what explains it: each group's placement with its scores.
+
+    Invariant: `transition.placement[g]` is `placements[g].node` for every group g.
+    """
+
+    transition: Transition
+    placements: dict[str, Placement] = field(default_factory=dict)
+    index: Index | None = None
+    """None when nothing was scored (cluster maintenance, frozen without quorum)."""
 
 
 def schedule(config: ClusterConfig, view: View, now: float) -> Transition:
@@ -18,26 +35,52 @@ def schedule(config: ClusterConfig, view: View, now: float) -> Transition:
     Pure: no I/O, no clock reads. `now` is wall-clock seconds, compared with the
     failure and constraint times in `config` and `view`.
     """
+    return plan(config, view, now).transition
+
+
+def plan(config: ClusterConfig, view: View, now: float) -> Plan:
+    """`schedule`, keeping the placements and scores that explain the transition."""
     frozen = _frozen_reason(config, view)
     if frozen:
-        frozen_notes = tuple(
-            Note(subject=g.name, text=f"left as it is: {frozen}") for g in config.groups
-        )
-        return Transition(notes=frozen_notes, summary=f"nothing to do: {frozen}")
-    failures = failure_counts(config, view, now)
-    out = ActionList()
-    notes: list[Note] = []
-    placements: dict[str, str | None] = {}
-    for group in config.groups:
-        placement, note = place_group(config, view, group, now, failures)
-        placements[group.name] = placement.node
-        notes.extend([note] if note else [])
-        if _in_maintenance(config, view, group.name):
-            notes.append(Note(subject=group.name, text="left as it is: its node is in maintenance"))
+        return _frozen(config, view, frozen)
+    ix = Index.build(config, view, now)
+    ix.fenced, fence_notes = recovery.fencing(ix)  # lost nodes, on-fail=fence
+    cons = constraints.check(ix)  # colocation and order graphs, cycles rejected
+    placements = placement.place_all(ix, cons)  # scores, colocation, mandatory orders
+    out = ordering.ActionList()
+    fences = {node: out.add(ActionKind.FENCE, node, None, why) for node, why in ix.fenced.items()}
+    group_notes = ordering.plan_groups(ix, cons, placements, fences, out)
+    _stop_orphans(ix, out)
+    notes = [*fence_notes, *_by_group(ix, cons.notes, placement.notes(placements), group_notes)]
+    actions = out.freeze()
+    where = {name: p.node for name, p in placements.items()}
+    transition = Transition(actions=actions, placement=where, notes=tuple(notes),
+                            summary=summary_line(actions, where, notes))
+    return Plan(transition, placements, ix)
+
+
+def _by_group(ix: Index, *sources: list[Note] | dict[str, list[Note]]) -> list[Note]:
+    """Every note, group by group in config order (a member's notes with its group)."""
+    per_group: dict[str, list[Note]] = {}
+    for source in sources:
+        items = source if isinstance(source, list) else \
+            [n for notes in source.values() for n in notes]
+        for note in items:
+            group = ix.group_of[note.subject].name if note.subject in ix.group_of \
+                else note.subject
+            per_group.setdefault(group, []).append(note)
+    ordered = sorted(per_group, key=lambda g: ix.group_pos.get(g, len(ix.group_pos)))
+    return [n for g in ordered for n in per_group[g]]
+
+
+def _stop_orphans(ix: Index, out: ordering.ActionList) -> None:
+    """Stop what runs but is no longer configured (on a lost node the fence does it)."""
+    for status in ix.view.resources:
+        if status.resource in ix.resources or status.role in INACTIVE:
             continue
-        notes.extend(plan_group(config, view, placement, failures, out))
-    return Transition(actions=tuple(out.actions), placement=placements, notes=tuple(notes),
-                      summary=summarize(out.actions, placements, notes))
+        if ix.usable(status.node) and not ix.maintenance(status.node):
+            out.add(ActionKind.STOP, status.node, status.resource,
+                    f"{status.resource} is no longer configured")
 
 
 def _frozen_reason(config: ClusterConfig, view: View) -> str | None:
@@ -48,43 +91,15 @@ def _frozen_reason(config: ClusterConfig, view: View) -> str | None:
     return None
 
 
-def _in_maintenance(config: ClusterConfig, view: View, group: str) -> bool:
-    members = [r.name for r in config.group(group).resources]
-    nodes = {n for m in members for n in view.active_nodes(m)}
-    for name in nodes:
-        status = view.node_status(name)
-        try:
-            configured = config.node(name).maintenance
-        except KeyError:
-            configured = False
-        if configured or (status is not None and status.maintenance):
-            return True
-    return False
-
-
-def summarize(actions: list[Action] | tuple[Action, ...], placements: dict[str, str | None],
-              notes: list[Note]) -> str:
-    """One line: what the transition does, or where everything stays."""
-    if not actions:
-        said: dict[str, list[str]] = {}
-        for note in notes:
-            said.setdefault(note.subject, []).append(note.text)
-        where = ", ".join(
-            (f"{g} on {n}" if n else f"{g} stopped")
-            + (" (" + "; ".join(said[g]) + ")" if g in said else "")
-            for g, n in placements.items()
-        )
-        return f"nothing to do: {where}" if where else "nothing to do: no groups configured"
-    parts = []
-    for kind in (ActionKind.FENCE, ActionKind.STOP, ActionKind.START):
-        chosen = [a for a in actions if a.kind is kind]
-        if chosen:
-            parts.append(f"{kind.value} " + ", ".join(_target(a) for a in chosen))
-    # The root cause reads best: skip the knock-on restarts of later group members.
-    lead = next((a for a in actions if not a.reason.startswith("restart after")), actions[0])
-    return "; ".join(parts) + f" ({lead.reason})"
-
-
-def _target(action: Action) -> str:
-    return f"{action.resource} on {action.node}" if action.resource else action.node
-
+def _frozen(config: ClusterConfig, view: View, why: str) -> Plan:
+    """Nothing changes: every group stays where it is, with a note saying why."""
+    ix = Index.build(config, view, 0.0)
+    placements = {}
+    for group in config.groups:
+        node = next((n for r in group.resources for n, _ in ix.active(r.name)), None)
+        placements[group.name] = Placement(group.name, node, f"left as it is: {why}",
+                                           managed=False, note=f"left as it is: {why}")
+    notes = tuple(Note(subject=g, text=p.note) for g, p in placements.items())
+    where = {g: p.node for g, p in placements.items()}
+    return Plan(Transition(placement=where, notes=notes, summary=f"nothing to do: {why}"),
+                placements)

@@ -1,45 +1,191 @@
-"""Placement: the node each group should run on, or none, with the reason."""
+"""Placement: the node each group should run on, or none, with the reason in plain words."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from pyha.model.actions import Note
-from pyha.model.config import ClusterConfig, Group, NoQuorumPolicy, TargetRole
-from pyha.model.status import View
+from pyha.model.config import ColocationConstraint, Group, NoQuorumPolicy, TargetRole
 from pyha.model.types import INFINITY, format_score
-from pyha.scheduler.scores import NodeScore, explain_ban, group_scores
+from pyha.scheduler import recovery
+from pyha.scheduler.constraints import Constraints
+from pyha.scheduler.index import RUNNING, Index
+from pyha.scheduler.scores import GroupScores, NodeScore, format_parts, group_scores, node_bases
 
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a group goes: `node` None means stopped; `why` says in plain words why."""
+    """Where a group goes: `node` None means stopped; `why` says in plain words why.
+
+    Invariant: an unmanaged placement (`managed` False) is where the group is now, and
+    the scheduler plans no action for it.
+    """
 
     group: str
     node: str | None
     why: str
-    scores: tuple[NodeScore, ...] = ()
+    scores: GroupScores | None = None
+    managed: bool = True
+    note: str = ""
+    """The note for a group left stopped or left as it is ('' when it runs normally)."""
 
 
-def place_group(
-    config: ClusterConfig, view: View, group: Group, now: float,
-    failures: dict[tuple[str, str], int],
-) -> tuple[Placement, Note | None]:
-    """Choose the best-scoring node for `group`; ties go to the node listed first."""
+def place_all(ix: Index, cons: Constraints) -> dict[str, Placement]:
+    """Place every group, with-groups first; then stop the `then` of mandatory orders
+    whose `first` cannot run, and place again until nothing more is blocked."""
+    bases = node_bases(ix)
+    blocked: dict[str, str] = {}
+    placements: dict[str, Placement] = {}
+    for _ in range(len(ix.groups) + 1):  # each round blocks at least one more group
+        placements = _place_round(ix, cons, bases, blocked)
+        more = _order_blocks(ix, cons, placements, blocked)
+        if not more:
+            break
+        blocked.update(more)
+    return {name: placements[name] for name in ix.groups}
+
+
+def notes(placements: dict[str, Placement]) -> dict[str, list[Note]]:
+    """The note of each group left stopped or left as it is."""
+    return {p.group: [Note(subject=p.group, text=p.note)] for p in placements.values() if p.note}
+
+
+def _place_round(ix: Index, cons: Constraints, bases: dict[str, NodeScore],
+                 blocked: dict[str, str]) -> dict[str, Placement]:
+    placing = _Round(ix, cons, bases, blocked)
+    for name in cons.place_order:
+        placing.place(ix.groups[name])
+    return placing.placed
+
+
+@dataclass
+class _Round:
+    """One placement of every group. Invariant: a group is placed after every group its
+    colocations refer to, and `load` counts the resources placed on each node so far."""
+
+    ix: Index
+    cons: Constraints
+    bases: dict[str, NodeScore]
+    blocked: dict[str, str]
+    placed: dict[str, Placement] = field(default_factory=dict)
+    load: Counter[str] = field(default_factory=Counter)
+
+    def place(self, group: Group) -> None:
+        """Place `group` and count its resources on its node."""
+        placement = self._place(group)
+        self.placed[group.name] = placement
+        if placement.node:
+            self.load[placement.node] += len(group.resources)
+
+    def _place(self, group: Group) -> Placement:
+        node, why = recovery.unmanaged(self.ix, group)
+        if why:
+            return Placement(group.name, node, why, managed=False, note=why)
+        stopped = _stopped_reason(self.ix, group, self.blocked.get(group.name))
+        if stopped:
+            return Placement(group.name, None, stopped, note=f"stopped: {stopped}")
+        scores = group_scores(self.ix, group, self.bases)
+        for c in self.cons.colocations.get(group.name, ()):
+            _colocate(scores, c, self.placed[c.with_group])
+        return _best(scores, self.load)
+
+
+def _stopped_reason(ix: Index, group: Group, blocked: str | None) -> str | None:
     if group.meta.target_role is TargetRole.STOPPED:
-        return Placement(group.name, None, "its target role is stopped"), Note(
-            subject=group.name, text="stopped: target role is stopped"
-        )
-    if not view.quorum and config.cluster.no_quorum_policy is NoQuorumPolicy.STOP:
-        why = "this partition has no quorum (no_quorum_policy=stop)"
-        return Placement(group.name, None, why), Note(subject=group.name, text=f"stopped: {why}")
-    scores = group_scores(config, view, group, now, failures)
-    allowed = [s for s in scores if s.score > -INFINITY]
+        return "its target role is stopped"
+    if not ix.view.quorum and ix.config.cluster.no_quorum_policy is NoQuorumPolicy.STOP:
+        return "this partition has no quorum (no_quorum_policy=stop)"
+    if blocked:
+        return blocked
+    failed = recovery.stop_policy(ix, group)
+    if failed:
+        return f"{failed}; it stays stopped until a cleanup"
+    return None
+
+
+def _colocate(scores: GroupScores, c: ColocationConstraint, other: Placement) -> None:
+    """Add colocation `c` to `scores`, given where its `with_group` goes."""
+    where = other.node
+    if where is None:
+        if c.score >= INFINITY:
+            for node in scores.nodes:
+                scores.add(node, -INFINITY, f"colocation {c.id}: must run with "
+                                            f"{c.with_group}, which stays stopped")
+        return
+    if where not in scores.base:
+        return
+    if c.score >= INFINITY:
+        scores.add(where, c.score, f"colocation {c.id}: with {c.with_group}")
+        for node in scores.nodes:
+            if node != where:
+                scores.add(node, -INFINITY, f"colocation {c.id}: must run with "
+                                            f"{c.with_group}, which is placed on {where}")
+    elif c.score <= -INFINITY:
+        scores.add(where, c.score, f"colocation {c.id}: never with {c.with_group}")
+    elif c.score:
+        side = "with" if c.score > 0 else "apart from"
+        scores.add(where, c.score, f"colocation {c.id}: {side} {c.with_group}")
+
+
+def _best(scores: GroupScores, load: Counter[str]) -> Placement:
+    """The best-scoring allowed node; ties go to the node running the fewest resources,
+    then to the node listed first."""
+    totals = [(node, scores.total(node)) for node in scores.nodes]
+    allowed = [(node, total) for node, total in totals if total > -INFINITY]
     if not allowed:
-        note = explain_ban(group, scores)
-        return Placement(group.name, None, note.text, tuple(scores)), note
-    best = max(allowed, key=lambda s: s.score)  # max keeps the first of equals
-    why = f"{best.node} scores {format_score(best.score)}"
-    if best.parts:
-        why += " (" + ", ".join(best.parts) + ")"
-    return Placement(group.name, best.node, why, tuple(scores)), None
+        why = ban_text(scores)
+        return Placement(scores.group, None, why, scores, note=why)
+    top = max(total for _, total in allowed)
+    tied = [node for node, total in allowed if total == top]
+    best = min(tied, key=lambda node: load[node])  # min keeps the first of equals
+    row = scores.row(best)
+    why = f"{best} scores {format_score(row.score)} ({format_parts(row.parts)})"
+    others = [node for node in tied if node != best]
+    if others:
+        fewer = all(load[best] < load[node] for node in others)
+        named = ", ".join(others) if len(others) <= 3 else f"{len(others)} other nodes"
+        why += f"; tied with {named}, " + (
+            "it runs the fewest resources" if fewer else "it comes first in the node list")
+    return Placement(scores.group, best, why, scores)
+
+
+def ban_text(scores: GroupScores) -> str:
+    """Why a group can run nowhere: each node's first blocking reason."""
+    reasons = []
+    for row in scores.rows():
+        reasons.append(row.blocking() or f"{row.node} scores {format_score(row.score)}")
+    return "cannot run anywhere: " + "; ".join(reasons)
+
+
+def will_run(ix: Index, placement: Placement) -> bool:
+    """True when the group will be running once the transition is done (as far as placement
+    knows: a group left as it is runs only if its wanted members all run)."""
+    if placement.node is None:
+        return False
+    if placement.managed:
+        return True
+    group = ix.groups[placement.group]
+    return all(ix.role(r.name, placement.node) in RUNNING for r in group.resources
+               if ix.target_role(r) is not TargetRole.STOPPED)
+
+
+def _order_blocks(ix: Index, cons: Constraints, placements: dict[str, Placement],
+                  blocked: dict[str, str]) -> dict[str, str]:
+    """Groups newly stopped by a mandatory order whose `first` will not run, chains
+    followed in one pass because the orders are taken `first` first."""
+    rank = {name: i for i, name in enumerate(cons.plan_order)}
+    new: dict[str, str] = {}
+    for o in sorted(cons.orders, key=lambda o: rank[o.first]):
+        then = placements[o.then]
+        if not o.mandatory or o.then in blocked or o.then in new or not then.managed:
+            continue
+        if then.node is None:
+            continue
+        first = placements[o.first]
+        if o.first in new or not will_run(ix, first):
+            state = "stays stopped" if first.node is None or o.first in new \
+                else "is left as it is and not running"
+            new[o.then] = f"order {o.id}: {o.then} starts only after {o.first}, " \
+                          f"which {state}"
+    return new

@@ -1,106 +1,172 @@
-"""Scores: how much each group wants each node, from constraints, stickiness and failures."""
+"""Scores: how much each group wants each node, from node states, constraints, stickiness
+and failures, each contribution kept with its reason."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from pyha.model.actions import Note
-from pyha.model.config import ClusterConfig, Group, LocationConstraint
-from pyha.model.status import View
+from pyha.model.config import Group, OnFail
+from pyha.model.status import Role
 from pyha.model.types import INFINITY, add_scores, format_score
+from pyha.scheduler.index import Index
+from pyha.scheduler.recovery import failed_policy
+
+Part = tuple[int, str]
+
+
+def signed(value: int) -> str:
+    """A contribution as people write it: +50, -INFINITY, +INFINITY."""
+    text = format_score(value)
+    return text if value <= 0 else f"+{text}"
+
+
+def format_parts(parts: list[Part]) -> str:
+    """'+50 location prefer-n2, +100 stickiness (ip active there)' or 'no preference'."""
+    return ", ".join(f"{signed(v)} {why}" for v, why in parts) or "no preference"
 
 
 @dataclass
 class NodeScore:
-    """A group's score on one node, with the contributions that made it."""
+    """A score on one node with the contributions that made it, in the order added."""
 
     node: str
     score: int = 0
-    parts: list[str] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
 
     def add(self, value: int, why: str) -> None:
         """Add one contribution and remember why."""
         self.score = add_scores(self.score, value)
-        self.parts.append(f"{format_score(value)} {why}")
+        self.parts.append((value, why))
+
+    def blocking(self) -> str | None:
+        """The first reason this node is forbidden (-INFINITY), if it is."""
+        if self.score > -INFINITY:
+            return None
+        return next((why for v, why in self.parts if v <= -INFINITY), None)
 
 
-def failure_counts(config: ClusterConfig, view: View, now: float) -> dict[tuple[str, str], int]:
-    """Failures per (resource, node) that still count at `now` (failure_timeout applied).
+@dataclass
+class GroupScores:
+    """A group's score on every node: the node's own state (shared by every group) plus
+    the group's own contributions.
 
-    A fatal failure counts as INFINITY; an expired one is gone.
+    Invariant: `total(n)` is the saturating sum of `base[n]` and `own[n]`; nodes a group
+    has no own contribution for cost nothing, so scoring stays linear in resources.
     """
-    counts: dict[tuple[str, str], int] = {}
-    for record in view.failures:
-        try:
-            resource = config.resource(record.resource)
-        except KeyError:
-            continue
-        timeout = resource.meta.failure_timeout
-        if not record.fatal and timeout and now - record.last_failure >= timeout:
-            continue
-        counts[(record.resource, record.node)] = INFINITY if record.fatal else record.count
-    return counts
+
+    group: str
+    nodes: tuple[str, ...]
+    base: dict[str, NodeScore]
+    own: dict[str, NodeScore] = field(default_factory=dict)
+
+    def add(self, node: str, value: int, why: str) -> None:
+        """Add one of the group's own contributions on `node`."""
+        entry = self.own.get(node)
+        if entry is None:
+            entry = self.own[node] = NodeScore(node)
+        entry.add(value, why)
+
+    def total(self, node: str) -> int:
+        """The score of the group on `node`."""
+        own = self.own.get(node)
+        base = self.base[node].score
+        return add_scores(base, own.score) if own else base
+
+    def row(self, node: str) -> NodeScore:
+        """The score on `node` with every contribution, node state first."""
+        own = self.own.get(node)
+        parts = self.base[node].parts + (own.parts if own else [])
+        return NodeScore(node, self.total(node), list(parts))
+
+    def rows(self) -> list[NodeScore]:
+        """Every node's score with its contributions, in config order."""
+        return [self.row(n) for n in self.nodes]
 
 
-def group_scores(
-    config: ClusterConfig, view: View, group: Group, now: float,
-    failures: dict[tuple[str, str], int],
-) -> list[NodeScore]:
-    """The score of `group` on every configured node, in config order."""
-    scores = []
-    for node in config.nodes:
-        entry = NodeScore(node.name)
-        _node_state(view, node.name, entry)
-        _locations(config, group, node.name, now, entry)
-        _stickiness(config, view, group, node.name, entry)
-        _failures(group, node.name, failures, entry)
-        scores.append(entry)
+def node_bases(ix: Index) -> dict[str, NodeScore]:
+    """What each node's own state adds for every group: down, fenced, standby, maintenance."""
+    bases = {}
+    for node in ix.nodes:
+        entry = NodeScore(node)
+        if node in ix.fenced:
+            state = "is being fenced" if ix.online(node) else "is down (fenced first)"
+            entry.add(-INFINITY, f"{node} {state}")
+        elif not ix.online(node):
+            entry.add(-INFINITY, f"{node} is down")
+        elif ix.standby(node):
+            entry.add(-INFINITY, f"{node} is in standby")
+        elif ix.maintenance(node):
+            entry.add(-INFINITY, f"{node} is in maintenance")
+        bases[node] = entry
+    return bases
+
+
+def group_scores(ix: Index, group: Group, bases: dict[str, NodeScore]) -> GroupScores:
+    """The score of `group` on every node before colocation (placement adds that)."""
+    scores = GroupScores(group.name, tuple(ix.nodes), bases)
+    _locations(ix, group, scores)
+    _stickiness(ix, group, scores)
+    _failures(ix, group, scores)
     return scores
 
 
-def _node_state(view: View, node: str, entry: NodeScore) -> None:
-    status = view.node_status(node)
-    if status is None or not status.online:
-        entry.add(-INFINITY, f"{node} is down")
-    elif status.standby:
-        entry.add(-INFINITY, f"{node} is in standby")
+def _locations(ix: Index, group: Group, scores: GroupScores) -> None:
+    for c in ix.locations.get(group.name, ()):
+        if c.expires is not None and ix.now >= c.expires:
+            continue
+        scores.add(c.node, c.score, f"location {c.id}" + _lifetime(c.expires))
 
 
-def _locations(config: ClusterConfig, group: Group, node: str, now: float,
-               entry: NodeScore) -> None:
-    for c in config.constraints:
-        if isinstance(c, LocationConstraint) and c.group == group.name and c.node == node:
-            if c.expires is not None and now >= c.expires:
+def _lifetime(expires: float | None) -> str:
+    # An absolute time keeps the reason the same from one cycle to the next.
+    return "" if expires is None else f" (until {format_time(expires)})"
+
+
+def format_time(wall: float) -> str:
+    """A wall-clock time in UTC, to the second: '2026-01-01 12:00:00 UTC'."""
+    return datetime.fromtimestamp(wall, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _stickiness(ix: Index, group: Group, scores: GroupScores) -> None:
+    per_node: dict[str, tuple[int, list[str]]] = {}
+    for resource in group.resources:
+        stickiness = ix.config.stickiness_of(group, resource)
+        for node, _role in ix.active(resource.name):
+            if node in ix.nodes and stickiness:
+                total, names = per_node.get(node, (0, []))
+                per_node[node] = (total + stickiness, [*names, resource.name])
+    for node, (total, names) in per_node.items():
+        scores.add(node, total, f"stickiness ({_names(names)} active there)")
+
+
+def _names(names: list[str]) -> str:
+    if len(names) <= 4:
+        return ", ".join(names)
+    return ", ".join(names[:3]) + f" and {len(names) - 3} more"
+
+
+def _failures(ix: Index, group: Group, scores: GroupScores) -> None:
+    for resource in group.resources:
+        threshold = resource.meta.migration_threshold
+        for node in ix.failed_on.get(resource.name, ()):
+            count = ix.failures[(resource.name, node)]
+            if node not in ix.nodes:
                 continue
-            entry.add(c.score, f"location {c.id}")
+            if count >= INFINITY:
+                scores.add(node, -INFINITY, f"{resource.name} had a fatal failure there")
+            elif count >= threshold:
+                scores.add(node, -INFINITY, f"{resource.name} had {count} failures there "
+                                            f"(migration threshold {threshold})")
+        _policy_bans(ix, group, resource.name, scores)
 
 
-def _stickiness(config: ClusterConfig, view: View, group: Group, node: str,
-                entry: NodeScore) -> None:
-    for resource in group.resources:
-        if node in view.active_nodes(resource.name):
-            stickiness = config.stickiness_of(group, resource)
-            if stickiness:
-                entry.add(stickiness, f"{resource.name} is active there (stickiness)")
-
-
-def _failures(group: Group, node: str, failures: dict[tuple[str, str], int],
-              entry: NodeScore) -> None:
-    for resource in group.resources:
-        count = failures.get((resource.name, node), 0)
-        if count >= resource.meta.migration_threshold:
-            shown = "a fatal error" if count >= INFINITY else f"{count} failures"
-            entry.add(
-                -INFINITY,
-                f"{resource.name} had {shown} there "
-                f"(migration threshold {resource.meta.migration_threshold})",
-            )
-
-
-def explain_ban(group: Group, scores: list[NodeScore]) -> Note:
-    """Why a group can run nowhere: each node's blocking reason."""
-    reasons = []
-    for s in scores:
-        blocking = [p.split(" ", 1)[1] for p in s.parts if p.startswith("-INFINITY")]
-        reasons.append(blocking[0] if blocking else f"{s.node} scores {format_score(s.score)}")
-    return Note(subject=group.name, text="cannot run anywhere: " + "; ".join(reasons))
+def _policy_bans(ix: Index, group: Group, name: str, scores: GroupScores) -> None:
+    """on-fail=move bans the node where the operation failed, whatever the fail count says."""
+    for node, role in ix.active(name):
+        if role is Role.FAILED and node in ix.nodes:
+            status = ix.status(name, node)
+            operation = status.failed_operation if status else ""
+            if failed_policy(ix, name, operation) is OnFail.MOVE:
+                scores.add(node, -INFINITY,
+                           f"{name}'s {operation or 'operation'} failed there (on-fail=move)")

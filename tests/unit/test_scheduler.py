@@ -74,7 +74,7 @@ def test_reaching_the_migration_threshold_moves_the_group() -> None:
     t = schedule(config(), view(("ip", "n1", Role.STARTED), ("app", "n1", Role.FAILED),
                                 failures=failures), NOW)
     assert steps(t) == ["stop app on n1", "stop ip on n1", "start ip on n2", "start app on n2"]
-    assert "moves to n2" in t.actions[0].reason
+    assert "web moves from n1 to n2: app had 2 failures there" in t.actions[0].reason
 
 
 def test_failures_expire_after_the_failure_timeout() -> None:
