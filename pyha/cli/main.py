@@ -32,10 +32,11 @@ def _root(
 
 def _register() -> None:
     """Attach the sub-commands; each module owns its part of the command line."""
-    from pyha.cli import resource_types, run
+    from pyha.cli import keys, resource_types, run
 
     app.add_typer(resource_types.app, name="resource-type")
     run.register(app)
+    keys.register(app)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pyha.errors import ConfigError
 from pyha.model.types import INFINITY, Duration, Name, Score
+from pyha.quorum import Tiebreaker
 
 ParamValue = str | int | float | bool | list[str]
 
@@ -234,6 +235,10 @@ class ClusterOptions(Frozen):
     maintenance: bool = False
     dead_after: Duration = 1.0
     heartbeat_interval: Duration = 0.1
+    tiebreaker: Tiebreaker = Tiebreaker.NONE
+    """How a partition with exactly half of the votes decides (two-node clusters need one)."""
+    fence_race_delay: Duration = 5.0
+    """With tiebreaker fence-race: how much longer each later node waits before fencing."""
     cycle_interval: Duration = 1.0
     """Longest wait between two decision cycles when nothing happens."""
     state_dir: str = "/var/lib/pyha"

@@ -1,0 +1,1 @@
+"""Membership: heartbeats on the wire, the failure detector and the coordinator election."""

@@ -1,0 +1,99 @@
+"""The failure detector: which nodes are alive, from when they were last heard. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Change(StrEnum):
+    """What happened to a node between two looks."""
+
+    UP = "up"
+    DOWN = "down"
+    RESTARTED = "restarted"
+    """Heard with a new incarnation: its server restarted, so its resources need a probe."""
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """One node as the detector sees it at some `now`."""
+
+    node: str
+    alive: bool
+    last_heard: float | None
+    links_up: tuple[int, ...]
+    incarnation: int | None
+
+
+@dataclass
+class _Peer:
+    heard: dict[int, float] = field(default_factory=dict)
+    incarnation: int | None = None
+    restarted: bool = False
+
+
+class FailureDetector:
+    """Tracks heartbeats per node and link; time only comes in as arguments.
+
+    Invariant: a node is alive at `now` exactly when a valid heartbeat from it arrived
+    on some link at a time t with now - t < dead_after. The local node is always alive.
+    """
+
+    def __init__(self, local: str, nodes: list[str], dead_after: float) -> None:
+        if dead_after <= 0:
+            raise ValueError("dead_after must be positive")
+        self.local = local
+        self.dead_after = dead_after
+        self._peers = {n: _Peer() for n in nodes if n != local}
+        self._alive: dict[str, bool] = {n: False for n in self._peers}
+
+    def heard(self, node: str, link: int, at: float, incarnation: int) -> None:
+        """Record a valid heartbeat from `node` on `link`, received at `at`."""
+        peer = self._peers.get(node)
+        if peer is None:
+            return  # not a member (yet): its heartbeats do not count
+        if peer.incarnation is not None and incarnation > peer.incarnation:
+            peer.restarted = True
+        if peer.incarnation is None or incarnation >= peer.incarnation:
+            peer.incarnation = incarnation
+            peer.heard[link] = max(at, peer.heard.get(link, at))
+
+    def alive(self, node: str, now: float) -> bool:
+        """True if `node` is the local node or was heard on any link within dead_after."""
+        if node == self.local:
+            return True
+        peer = self._peers.get(node)
+        return peer is not None and any(now - t < self.dead_after for t in peer.heard.values())
+
+    def members(self, now: float) -> frozenset[str]:
+        """The nodes alive at `now`, the local node included."""
+        return frozenset([self.local, *(n for n in self._peers if self.alive(n, now))])
+
+    def liveness(self, now: float) -> list[Liveness]:
+        """Every known node, for status displays."""
+        out = [Liveness(self.local, True, now, (), None)]
+        for name, peer in self._peers.items():
+            links = tuple(sorted(k for k, t in peer.heard.items() if now - t < self.dead_after))
+            last = max(peer.heard.values()) if peer.heard else None
+            out.append(Liveness(name, bool(links), last, links, peer.incarnation))
+        return out
+
+    def changes(self, now: float) -> list[tuple[str, Change]]:
+        """What changed since the previous call: nodes that came up, went down, restarted."""
+        out: list[tuple[str, Change]] = []
+        for name, peer in self._peers.items():
+            alive = self.alive(name, now)
+            if alive != self._alive[name]:
+                out.append((name, Change.UP if alive else Change.DOWN))
+                self._alive[name] = alive
+            elif alive and peer.restarted:
+                out.append((name, Change.RESTARTED))
+            peer.restarted = False
+        return out
+
+    def next_expiry(self, now: float) -> float | None:
+        """The earliest time a node now alive would be declared dead if not heard again."""
+        times = [max(p.heard.values()) + self.dead_after for p in self._peers.values()
+                 if p.heard and max(p.heard.values()) + self.dead_after > now]
+        return min(times) if times else None

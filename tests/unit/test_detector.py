@@ -1,0 +1,66 @@
+"""The failure detector on simulated time: alive within dead_after on any link."""
+
+from __future__ import annotations
+
+import pytest
+
+from pyha.membership.detector import Change, FailureDetector
+
+
+def detector() -> FailureDetector:
+    return FailureDetector("a", ["a", "b", "c"], dead_after=1.0)
+
+
+def test_the_local_node_is_always_alive_and_peers_start_dead() -> None:
+    d = detector()
+    assert d.members(0.0) == frozenset({"a"})
+    assert d.alive("a", 100.0)
+
+
+def test_a_node_is_alive_until_dead_after_without_heartbeats() -> None:
+    d = detector()
+    d.heard("b", 0, at=10.0, incarnation=1)
+    assert d.alive("b", 10.99)
+    assert not d.alive("b", 11.0)
+
+
+def test_any_link_keeps_a_node_alive() -> None:
+    d = detector()
+    d.heard("b", 0, at=10.0, incarnation=1)
+    d.heard("b", 1, at=10.8, incarnation=1)
+    assert d.alive("b", 11.5)
+    (b,) = [x for x in d.liveness(11.5) if x.node == "b"]
+    assert b.links_up == (1,)
+    assert b.last_heard == 10.8
+
+
+def test_changes_report_up_down_and_restart_once() -> None:
+    d = detector()
+    d.heard("b", 0, at=1.0, incarnation=1)
+    assert d.changes(1.0) == [("b", Change.UP)]
+    assert d.changes(1.5) == []
+    d.heard("b", 0, at=1.6, incarnation=2)
+    assert d.changes(1.6) == [("b", Change.RESTARTED)]
+    assert d.changes(3.0) == [("b", Change.DOWN)]
+
+
+def test_an_older_incarnation_does_not_count() -> None:
+    d = detector()
+    d.heard("b", 0, at=1.0, incarnation=5)
+    d.heard("b", 0, at=5.0, incarnation=4)
+    assert not d.alive("b", 5.5)
+
+
+def test_strangers_are_ignored_and_next_expiry_is_known() -> None:
+    d = detector()
+    d.heard("z", 0, at=1.0, incarnation=1)
+    assert d.members(1.0) == frozenset({"a"})
+    d.heard("b", 0, at=2.0, incarnation=1)
+    d.heard("c", 0, at=2.5, incarnation=1)
+    assert d.next_expiry(2.6) == 3.0
+    assert d.next_expiry(4.0) is None
+
+
+def test_dead_after_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="dead_after"):
+        FailureDetector("a", ["a"], dead_after=0)
