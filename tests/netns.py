@@ -371,7 +371,9 @@ def plugin_operation(
 
     The folder is registered the way bundled plugins are (so registration checks run),
     parameters are checked and coerced by the agent, and "validate" answers 6 with the
-    problems as its message. The plugin instance lives on in the namespace's worker.
+    problems as its message. An operation outside the resource interface that the
+    plugin has as a method (a computer's `fence`) is called directly. The plugin
+    instance lives on in the namespace's worker.
     """
     reply = ns.call(
         "tests.netns:run_plugin_operation",
@@ -413,7 +415,7 @@ def run_plugin_operation(
             state_dir=Path(state_dir),
             log=log,
         )
-        outcome = agent.invoke(ctx)
+        outcome = _invoke(agent, ctx)
     finally:
         log.removeHandler(handler)
     return {
@@ -422,6 +424,16 @@ def run_plugin_operation(
         "message": outcome.message,
         "log": lines,
     }
+
+
+def _invoke(agent: Any, ctx: Any) -> Any:
+    """The agent's outcome, or for a plugin's own extra method what that method returned."""
+    from pyha.resources.spi import Outcome
+
+    extra = getattr(agent.plugin, ctx.operation, None)
+    if agent.supports(ctx.operation) or not callable(extra):
+        return agent.invoke(ctx)
+    return Outcome(code=int(extra(ctx)))
 
 
 def _agent(plugin_dir: str) -> Any:
