@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,7 +50,7 @@ class Harness:
         self.params: dict[str, Any] = {}
         self.sleepers: list[subprocess.Popen[bytes]] = []
 
-    def run(self, op: str, **params: Any) -> int:
+    def run(self, op: str, timeout: float | None = None, **params: Any) -> int:
         if params:
             self.params = {"directory": str(self.directory), **params}
         coerced, problems = self.agent.validate(self.params)
@@ -58,7 +59,7 @@ class Harness:
             resource="fs1",
             operation=op,
             params=coerced,
-            deadline=time.monotonic() + self.agent.meta.timeout(op),
+            deadline=time.monotonic() + (timeout or self.agent.meta.timeout(op)),
             node="n1",
             state_dir=self.tmp_path / "state",
             log=logging.getLogger(LOGGER),
@@ -71,7 +72,8 @@ class Harness:
         return [p for p in mounts_under(self.tmp_path) if p == str(self.directory)]
 
     def sleep_in(self, **popen: Any) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(["sleep", "60"], **popen)
+        popen.setdefault("args", ["sleep", "60"])
+        proc = subprocess.Popen(**popen)
         self.sleepers.append(proc)
         return proc
 
@@ -80,6 +82,8 @@ class Harness:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             proc.wait(timeout=10)
+            if proc.stdout is not None:
+                proc.stdout.close()
         unmount_under(self.tmp_path)
 
 
@@ -315,3 +319,30 @@ def test_busy_mount_is_refused_without_force(
     assert mounts_of(loop.rdev) == [str(fs.directory)]
     assert user.poll() is None
     assert fs.run("monitor") == OcfCode.SUCCESS
+
+
+def test_busy_at_the_deadline_fails_the_stop(
+    fs: Harness, loops: LoopDevices, caplog: pytest.LogCaptureFixture
+) -> None:
+    loop = loops.new()
+    assert fs.run("start", device=loop.path, kill_grace="1m") == OcfCode.SUCCESS
+    stubborn = fs.sleep_in(
+        args=[sys.executable, "-c", IGNORES_SIGTERM], cwd=fs.directory, stdout=subprocess.PIPE
+    )
+    assert stubborn.stdout is not None and stubborn.stdout.readline() == b"ready\n"
+
+    assert fs.run("stop", timeout=1.0) == OcfCode.ERR_GENERIC
+    assert "still busy at the deadline" in _messages(caplog)
+    assert mounts_of(loop.rdev) == [str(fs.directory)]
+    # At the deadline it was killed, so a later stop (the scheduler's retry) succeeds.
+    assert stubborn.wait(timeout=10) == -9
+    assert fs.run("stop") == OcfCode.SUCCESS
+    assert mounts_of(loop.rdev) == []
+
+
+IGNORES_SIGTERM = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(60)\n"
+)
