@@ -154,7 +154,7 @@ class IpPlugin(Plugin):
                 settings.label,
                 link.name,
             )
-            return OcfCode.ERR_CONFIGURED
+            return OcfCode.ERR_INSTALLED  # this node's interface; another node's may fit
         if link.find(settings.address) is None:
             code = _add(ctx, settings, link)
             if code != OcfCode.SUCCESS:

@@ -255,11 +255,15 @@ def _problems(**params: Any) -> list[str]:
     return list(plugin.ComputerPlugin().validate(given))
 
 
-@pytest.mark.skipif(shutil.which("ping") is None, reason="ping is not installed")
 def test_good_parameters_pass() -> None:
-    assert _problems() == []
-    assert _problems(host="198.18.10.102", power_status=["echo", "on"], health_command="true") == []
     assert _problems(host="bmc-1.example.org.", check="tcp", port=22) == []
+    assert _problems(host="fd00::102", check="tcp", port=22, health_command="true") == []
+
+
+@needs_ping
+def test_good_icmp_parameters_pass() -> None:
+    assert _problems() == []
+    assert _problems(host="198.18.10.102", power_status=["echo", "on"]) == []
 
 
 @pytest.mark.parametrize(

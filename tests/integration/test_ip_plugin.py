@@ -126,6 +126,11 @@ def test_label_and_broadcast(lab: Lab) -> None:
     assert info is not None
     assert (info["label"], info["broadcast"]) == ("eth0:web", "198.18.10.127")
     assert op(a, "stop", **params).code == 0
+    # With the interface chosen by subnet, the label is checked against the one chosen.
+    mislabelled = op(a, "start", address=f"{FLOATING4}/24", label="eth1:web")
+    assert mislabelled.code == 5
+    assert "label eth1:web must begin with the interface name eth0" in mislabelled.text
+    assert address_info(a, FLOATING4) is None
 
 
 def test_link_down_is_a_failure_with_a_reason(lab: Lab) -> None:
