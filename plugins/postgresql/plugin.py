@@ -49,7 +49,9 @@ _META = MetaData(
     description=(
         "A PostgreSQL server for one data directory: started and stopped with pg_ctl as "
         "its OS user (never root), healthy when a query over the Unix socket answers. "
-        "The monitor reports whether it is a primary or a standby in recovery."
+        "The monitor reports whether it is a primary or a standby in recovery. Stop runs "
+        "pg_ctl stop -m fast, then -m immediate, then kills what is left, all within "
+        "the stop timeout."
     ),
     parameters=(
         ParameterSpec(
@@ -144,23 +146,7 @@ class PostgresqlPlugin(Plugin):
             for mode in ("fast", "immediate"):
                 if _pg_ctl_stop(ctx, settings, mode):
                     return OcfCode.SUCCESS
-        pids = _pids(inspect(settings.data_directory))
-        if not pids:
-            return OcfCode.SUCCESS
-        ctx.log.warning(
-            "stop %s: server processes %s still run; sending SIGKILL",
-            ctx.resource,
-            _pid_list(pids),
-        )
-        if _kill_and_wait(ctx, settings, ctx.deadline):
-            return OcfCode.SUCCESS
-        left = _pids(inspect(settings.data_directory))
-        ctx.log.error(
-            "stop %s: server processes %s are still there after SIGKILL",
-            ctx.resource,
-            _pid_list(left),
-        )
-        return OcfCode.ERR_GENERIC
+        return _kill_the_rest(ctx, settings)
 
     def monitor(self, ctx: OperationContext) -> int:
         """7 when no server runs, 1 when it runs but the query fails, else 0."""
@@ -170,10 +156,12 @@ class PostgresqlPlugin(Plugin):
             return _not_running(ctx, settings, state)
         in_recovery, error = _probe(ctx, settings)
         if in_recovery is None:
+            status = state.pid_file.status if state.pid_file is not None else ""
             ctx.log.error(
-                "monitor %s: postmaster %d runs but the monitor query failed: %s",
+                "monitor %s: postmaster %d (%s) runs but the monitor query failed: %s",
                 ctx.resource,
                 state.postmaster,
+                status or "status unknown",
                 error,
             )
             return OcfCode.ERR_GENERIC
@@ -398,6 +386,25 @@ def _kill_and_wait(ctx: OperationContext, settings: Settings, until: float) -> b
             return False
         # Not cancellable on purpose: a stop that gives up halfway leaves a half-dead server.
         ctx.clock.sleep(KILL_POLL)
+
+
+def _kill_the_rest(ctx: OperationContext, settings: Settings) -> int:
+    """The last step of stop: SIGKILL every server process left; 0 once none is."""
+    pids = _pids(inspect(settings.data_directory))
+    if not pids:
+        return OcfCode.SUCCESS
+    ctx.log.warning(
+        "stop %s: server processes %s still run; sending SIGKILL", ctx.resource, _pid_list(pids)
+    )
+    if _kill_and_wait(ctx, settings, ctx.deadline):
+        return OcfCode.SUCCESS
+    left = _pids(inspect(settings.data_directory))
+    ctx.log.error(
+        "stop %s: server processes %s are still there after SIGKILL",
+        ctx.resource,
+        _pid_list(left),
+    )
+    return OcfCode.ERR_GENERIC
 
 
 def _pids(state: ServerState) -> list[int]:

@@ -350,22 +350,30 @@ def _await_servers(ctx: OperationContext, domain: _Domain, booted: CommandResult
     return OcfCode.ERR_GENERIC
 
 
-def _shutdown_steps(ctx: OperationContext, reserve: float) -> list[tuple[list[str], float]]:
-    """The escalation: (tmshutdown arguments, share of the time left) for each step.
+ESCALATION = (("-y",), ("-y", "-c"), ("-y", "-c", "-w"))
+"""tmshutdown's arguments, step by step: -c shuts the domain down even with clients
+attached; -w <seconds> makes tmshutdown kill servers that have not stopped after that
+wait. The last step keeps -c so attached clients cannot hold it up again."""
+_STEP_SHARE = (0.4, 0.5, 1.0)
+"""Share of the time left (less a reserve for the last look) each step may take."""
+_WAIT_SHARE = 0.5
+"""Share of the last step's time tmshutdown -w waits before it kills."""
 
-    -c shuts the domain down even with clients attached; -w <seconds> makes tmshutdown
-    kill servers that have not stopped after that wait. The last step keeps -c so
-    attached clients cannot hold it up again.
-    """
-    wait = max(1, int((ctx.remaining() - reserve) * 0.3))
-    return [(["-y"], 0.4), (["-y", "-c"], 0.5), (["-y", "-c", "-w", str(wait)], 1.0)]
+
+def _shutdown_step(ctx: OperationContext, step: int, reserve: float) -> tuple[list[str], float]:
+    """The arguments of escalation step `step` and the time by which it must end."""
+    budget = max(0.0, ctx.remaining() - reserve)
+    args = list(ESCALATION[step])
+    if args[-1] == "-w":
+        args.append(str(max(1, int(budget * _WAIT_SHARE))))
+    return args, ctx.clock.now() + budget * _STEP_SHARE[step]
 
 
 def _shut_down(ctx: OperationContext, domain: _Domain) -> int:
     reserve = min(5.0, 0.1 * ctx.remaining())
     health = Health(OcfCode.ERR_GENERIC, "not checked")
-    for args, share in _shutdown_steps(ctx, reserve):
-        until = ctx.clock.now() + max(0.0, ctx.remaining() - reserve) * share
+    for step in range(len(ESCALATION)):
+        args, until = _shutdown_step(ctx, step, reserve)
         result = domain.run(ctx, "tmshutdown", args, until=until)
         health = _check(ctx, domain)
         if health.code == OcfCode.NOT_RUNNING:

@@ -325,6 +325,16 @@ def test_port_in_use_fails_start_with_pg_ctl_message(
     assert cluster.processes() == []
 
 
+def test_monitor_fails_with_the_error_when_the_query_fails(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert cluster.run("start") == OcfCode.SUCCESS
+    caplog.clear()
+    assert cluster.run("monitor", database="pyha_no_such_db") == OcfCode.ERR_GENERIC
+    assert "runs but the monitor query failed" in caplog.text
+    assert 'database "pyha_no_such_db" does not exist' in caplog.text
+
+
 def test_a_server_on_another_port_is_not_this_resource(
     cluster: Cluster, caplog: pytest.LogCaptureFixture
 ) -> None:
