@@ -126,6 +126,8 @@ class ClusterServer:
         self.monitors = MonitorSchedule()
         self.on_cycle = on_cycle
         self._roles: dict[str, ResourceStatus] = {}
+        self._policies: dict[str, OnFail] = {}
+        """The on-fail policy of each resource's last failure, for the view's fail records."""
         self._cycle = 0
         self._last_line = ""
         self._last_notes: dict[str, str] = {}
@@ -202,7 +204,8 @@ class ClusterServer:
             nodes=(NodeStatus(name=self.node, standby=node.standby,
                               maintenance=node.maintenance),),
             resources=tuple(self._roles.values()),
-            failures=self.fail_counts.records(),
+            failures=tuple(r.model_copy(update={"on_fail": self._policies.get(r.resource)})
+                           for r in self.fail_counts.records()),
         )
 
     def status(self) -> ServerStatus:
@@ -268,6 +271,7 @@ class ClusterServer:
         if policy is OnFail.IGNORE:
             return
         self.monitors.remove(name)
+        self._policies[name] = policy
         self.fail_counts.record(result, self.clock.wall(),
                                 fatal=policy in (OnFail.MOVE, OnFail.STOP))
         if result.operation == "stop" or policy in (OnFail.BLOCK, OnFail.FENCE):

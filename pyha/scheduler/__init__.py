@@ -51,7 +51,7 @@ def plan(config: ClusterConfig, view: View, now: float) -> Plan:
     fences = {node: out.add(ActionKind.FENCE, node, None, why) for node, why in ix.fenced.items()}
     group_notes = ordering.plan_groups(ix, cons, placements, fences, out)
     _stop_orphans(ix, out)
-    notes = [*fence_notes, *_by_group(ix, cons.notes, placement.notes(placements), group_notes)]
+    notes = [*fence_notes, *_by_group(ix, cons.notes, placement.notes(ix, placements), group_notes)]
     actions = out.freeze()
     where = {name: p.node for name, p in placements.items()}
     transition = Transition(actions=actions, placement=where, notes=tuple(notes),

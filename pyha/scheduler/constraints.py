@@ -48,9 +48,15 @@ def check(ix: Index) -> Constraints:
     out.orders = orders
     for o in orders:
         out.orders_into.setdefault(o.then, []).append(o)
-    out.place_order = topological(names, _edges(colocations, lambda c: (c.with_group, c.group)))
+    # Running groups are placed first, so the load that breaks ties counts them.
+    running = sorted(names, key=lambda g: not _active(ix, g))
+    out.place_order = topological(running, _edges(colocations, lambda c: (c.with_group, c.group)))
     out.plan_order = topological(names, _edges(orders, lambda c: (c.first, c.then)))
     return out
+
+
+def _active(ix: Index, group: str) -> bool:
+    return any(ix.active(r.name) for r in ix.groups[group].resources)
 
 
 def _edges(constraints: Sequence[C], ends: Ends[C]) -> dict[str, list[str]]:

@@ -43,7 +43,8 @@ def summary_line(actions: Sequence[Action], placements: dict[str, str | None],
 
 
 def _knock_on(reason: str) -> bool:
-    return reason.startswith("restart after") or "start in order)" in reason
+    return reason.startswith("restart after") or "start in order)" in reason \
+        or " before it in " in reason or ": it needs " in reason
 
 
 def _idle_line(placements: dict[str, str | None], notes: Sequence[Note]) -> str:
@@ -93,8 +94,8 @@ def format_plan(plan: Plan) -> str:
 
 
 def _where(node: str | None, p: Placement | None) -> str:
-    where = node or "stopped"
-    return where + (" (left as it is)" if p is not None and not p.managed else "")
+    # An unmanaged placement's reason already starts with "left as it is" or "left alone".
+    return node or "stopped"
 
 
 # -- score tables -----------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pyha.scheduler import recovery
 from pyha.scheduler.constraints import Constraints
 from pyha.scheduler.index import RUNNING, Index
 from pyha.scheduler.placement import Placement
+from pyha.scheduler.scores import format_parts
 
 _RANK = {ActionKind.FENCE: 0, ActionKind.DEMOTE: 1, ActionKind.STOP: 2,
          ActionKind.MONITOR: 3, ActionKind.START: 4, ActionKind.PROMOTE: 5}
@@ -230,6 +231,9 @@ class _GroupPlan:
         if placement.node is None:
             return f"{self.group.name} stops: {placement.why}"
         if node != placement.node:
+            if self.ix.role(resource.name, placement.node) in RUNNING:
+                return f"{resource.name} is active on both {node} and {placement.node}, " \
+                       f"where {self.group.name} runs"
             return self._move_text(node)
         if role is Role.FAILED:
             return f"recover {resource.name}: " \
@@ -246,7 +250,10 @@ class _GroupPlan:
         return None
 
     def _move_text(self, old: str) -> str:
-        target = self.placement.node
+        target = self.placement.node or ""
+        if any(self.ix.role(r.name, target) in RUNNING for r in self.group.resources):
+            return f"{self.group.name} is split between {old} and {target}, gathered on " \
+                   f"{target}: {self._left(old)}"
         return f"{self.group.name} moves from {old} to {target}: {self._left(old)}"
 
     def _left(self, old: str) -> str:
@@ -259,8 +266,9 @@ class _GroupPlan:
         if blocking:
             return blocking
         target = self.placement.node or ""
-        return f"{target} scores {format_score(scores.total(target))} against " \
-               f"{format_score(row.score)} on {old} ({self.placement.why})"
+        better = scores.row(target)
+        return f"{target} scores {format_score(better.score)} ({format_parts(better.parts)}) " \
+               f"against {format_score(row.score)} on {old} ({format_parts(row.parts)})"
 
     def _goes_down(self, stops: list[int]) -> str:
         """How the group goes down as a whole (its first member stops), or ''."""
@@ -325,7 +333,7 @@ class _GroupPlan:
                    f"(members of {self.group.name} start in order)"
         reason = self._first_start_reason(resource, target)
         count = self.ix.failure_count(resource.name, target)
-        if count:
+        if count and not reason.startswith("recover"):
             reason += f"; {count} earlier failure(s) of {resource.name} here"
         return reason
 

@@ -11,6 +11,7 @@ from pyha.model.types import INFINITY, format_score
 from pyha.scheduler import recovery
 from pyha.scheduler.constraints import Constraints
 from pyha.scheduler.index import RUNNING, Index
+from pyha.scheduler.moves import is_move
 from pyha.scheduler.scores import GroupScores, NodeScore, format_parts, group_scores, node_bases
 
 
@@ -46,9 +47,19 @@ def place_all(ix: Index, cons: Constraints) -> dict[str, Placement]:
     return {name: placements[name] for name in ix.groups}
 
 
-def notes(placements: dict[str, Placement]) -> dict[str, list[Note]]:
-    """The note of each group left stopped or left as it is."""
-    return {p.group: [Note(subject=p.group, text=p.note)] for p in placements.values() if p.note}
+def notes(ix: Index, placements: dict[str, Placement]) -> dict[str, list[Note]]:
+    """The note of each group left stopped or left as it is, and of each move that
+    cannot be followed."""
+    out = {p.group: [Note(subject=p.group, text=p.note)] for p in placements.values() if p.note}
+    for p in placements.values():
+        for c in ix.locations.get(p.group, ()):
+            if is_move(c) and p.scores is not None and p.node != c.node and \
+                    (c.expires is None or ix.now < c.expires):
+                row = p.scores.row(c.node)
+                why = row.blocking() or f"{c.node} scores {format_score(row.score)}"
+                out.setdefault(p.group, []).append(
+                    Note(subject=p.group, text=f"move {c.id} to {c.node} not followed: {why}"))
+    return out
 
 
 def _place_round(ix: Index, cons: Constraints, bases: dict[str, NodeScore],
@@ -143,18 +154,32 @@ def _best(scores: GroupScores, load: Counter[str]) -> Placement:
     why = f"{best} scores {format_score(row.score)} ({format_parts(row.parts)})"
     others = [node for node in tied if node != best]
     if others:
-        fewer = all(load[best] < load[node] for node in others)
         named = ", ".join(others) if len(others) <= 3 else f"{len(others)} other nodes"
-        why += f"; tied with {named}, " + (
-            "it runs the fewest resources" if fewer else "it comes first in the node list")
+        why += f"; tied with {named}, {_tie_break(best, others, load)}"
     return Placement(scores.group, best, why, scores)
 
 
+def _tie_break(best: str, others: list[str], load: Counter[str]) -> str:
+    if all(load[best] < load[node] for node in others):
+        return "it runs the fewest resources"
+    if all(load[best] == load[node] for node in others):
+        return "it comes first in the node list"
+    return "it comes first of those running the fewest resources"
+
+
 def ban_text(scores: GroupScores) -> str:
-    """Why a group can run nowhere: each node's first blocking reason."""
+    """Why a group can run nowhere: each node's first blocking reason, nodes that share a
+    reason named together (or not at all when every node shares it)."""
+    rows = scores.rows()
+    nodes_by_reason: dict[str, list[str]] = {}
+    for row in rows:
+        reason = row.blocking() or f"{row.node} scores {format_score(row.score)}"
+        nodes_by_reason.setdefault(reason, []).append(row.node)
     reasons = []
-    for row in scores.rows():
-        reasons.append(row.blocking() or f"{row.node} scores {format_score(row.score)}")
+    for reason, nodes in nodes_by_reason.items():
+        # Name the nodes unless the reason does, or it holds for every node.
+        named = len(nodes) == len(rows) or any(n in reason.split() for n in nodes)
+        reasons.append(reason if named else f"{', '.join(nodes)}: {reason}")
     return "cannot run anywhere: " + "; ".join(reasons)
 
 

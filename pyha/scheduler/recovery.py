@@ -46,7 +46,8 @@ def _fence_reasons(ix: Index) -> dict[str, str]:
         elif status.role is Role.FAILED and \
                 failed_policy(ix, name, status.failed_operation) is OnFail.FENCE:
             failed.setdefault(node, []).append(
-                f"{name}'s {status.failed_operation or 'operation'} failed there (on-fail=fence)")
+                f"{name}'s {status.failed_operation or 'operation'} failed on {node} "
+                "(on-fail=fence)")
     reasons = {node: f"{node} is down while {_listed(names)} may still be active there"
                for node, names in lost.items()}
     reasons.update((node, "; ".join(whys)) for node, whys in failed.items())
@@ -101,8 +102,15 @@ def failure_text(ix: Index, resource: str, node: str) -> str:
     detail = f" ({status.message})" if status and status.message else ""
     count = ix.failure_count(resource, node)
     threshold = ix.resources[resource].meta.migration_threshold
-    shown = "a fatal failure" if count >= INFINITY else f"failure {count} of {threshold}"
-    return f"{what} on {node}{detail}, {shown}"
+    if count >= INFINITY:
+        shown = ", a fatal failure"
+    elif count:
+        shown = f", failure {count} of {threshold}"
+    elif (resource, node) in ix.records:
+        shown = ", its failures there have expired"
+    else:
+        shown = ""
+    return f"{what} on {node}{detail}{shown}"
 
 
 def unknown_here(ix: Index, group: Group) -> list[tuple[str, str]]:

@@ -115,7 +115,8 @@ def _locations(ix: Index, group: Group, scores: GroupScores) -> None:
     for c in ix.locations.get(group.name, ()):
         if c.expires is not None and ix.now >= c.expires:
             continue
-        scores.add(c.node, c.score, f"location {c.id}" + _lifetime(c.expires))
+        bans = f" bans {c.node}" if c.score <= -INFINITY else ""
+        scores.add(c.node, c.score, f"location {c.id}{bans}" + _lifetime(c.expires))
 
 
 def _lifetime(expires: float | None) -> str:
@@ -137,7 +138,7 @@ def _stickiness(ix: Index, group: Group, scores: GroupScores) -> None:
                 total, names = per_node.get(node, (0, []))
                 per_node[node] = (total + stickiness, [*names, resource.name])
     for node, (total, names) in per_node.items():
-        scores.add(node, total, f"stickiness ({_names(names)} active there)")
+        scores.add(node, total, f"stickiness: {_names(names)} active there")
 
 
 def _names(names: list[str]) -> str:
@@ -154,7 +155,9 @@ def _failures(ix: Index, group: Group, scores: GroupScores) -> None:
             if node not in ix.nodes:
                 continue
             if count >= INFINITY:
-                scores.add(node, -INFINITY, f"{resource.name} had a fatal failure there")
+                moved = ix.records[(resource.name, node)].on_fail is OnFail.MOVE
+                scores.add(node, -INFINITY, f"{resource.name} failed there (on-fail=move)"
+                           if moved else f"{resource.name} had a fatal failure there")
             elif count >= threshold:
                 scores.add(node, -INFINITY, f"{resource.name} had {count} failures there "
                                             f"(migration threshold {threshold})")
@@ -164,6 +167,8 @@ def _failures(ix: Index, group: Group, scores: GroupScores) -> None:
 def _policy_bans(ix: Index, group: Group, name: str, scores: GroupScores) -> None:
     """on-fail=move bans the node where the operation failed, whatever the fail count says."""
     for node, role in ix.active(name):
+        if ix.failures.get((name, node), 0) >= INFINITY:
+            continue  # already banned there by the fatal failure
         if role is Role.FAILED and node in ix.nodes:
             status = ix.status(name, node)
             operation = status.failed_operation if status else ""

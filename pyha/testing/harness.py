@@ -28,7 +28,7 @@ def make_config(nodes: str | Sequence[str] = "n1 n2", groups: Mapping[str, Group
     (default -INFINITY), 'db then web [optional] [asymmetrical]'; or config mappings.
     """
     data = {
-        "cluster": {"name": "test", **cluster},
+        "cluster": {"name": "test"} | cluster,
         "nodes": [{"name": n} for n in _words(nodes)],
         "groups": [_group(name, spec) for name, spec in (groups or {"web": "ip app"}).items()],
         "constraints": [_constraint(c) if isinstance(c, str) else dict(c) for c in constraints],
