@@ -19,6 +19,7 @@ from typing import Any
 
 from pyha.errors import PluginError, UnknownResourceType
 from pyha.resources.agent import Agent, Origin, OriginKind
+from pyha.resources.java import discover_java, java_plugin_paths
 from pyha.resources.ocf import MetaDataCache, OcfAgent, default_ocf_root
 from pyha.resources.python import PythonAgent
 from pyha.resources.spi import TypeName
@@ -106,8 +107,12 @@ class Registry:
         entry_points: bool = True,
         bundled: bool = True,
         ocf_cache_dir: Path | None = None,
+        java_plugin_path: Sequence[Path | str] | None = None,
     ) -> Registry:
-        """Find every plugin: bundled folders, plugin paths, distributions, OCF agents."""
+        """Find every plugin: bundled folders, plugin paths, distributions, OCF agents, jars.
+
+        `java_plugin_path` None means $PYHA_JAVA_PLUGIN_PATH.
+        """
         registry = cls()
         if bundled:
             registry.load_folders(bundled_plugin_dir(), "bundled", default_provider="pyha")
@@ -117,6 +122,7 @@ class Registry:
             registry.load_entry_points()
         ocf = Path(ocf_root) if ocf_root is not None else default_ocf_root()
         registry.load_ocf(ocf, MetaDataCache(ocf_cache_dir))
+        registry.load_java(bundled_plugin_dir() if bundled else None, java_plugin_path)
         return registry
 
     # ------------------------------------------------------------ the registry proper
@@ -255,6 +261,22 @@ class Registry:
             except PluginError as exc:
                 self._reject(exc.plugin, Origin("ocf", str(path.parent)), exc.reason)
                 continue
+            self._try_register(agent)
+
+    # ------------------------------------------------------------ Java plugins
+
+    def load_java(self, bundled: Path | None, paths: Sequence[Path | str] | None = None) -> None:
+        """Register Java plugins: folders with language = "java" in `bundled`, then `paths`.
+
+        `paths` (jars, folders of jars, Java plugin folders) None means
+        $PYHA_JAVA_PLUGIN_PATH. Folders register without building; jars are listed once
+        per version (the listing is cached), so discovery stays fast.
+        """
+        chosen = java_plugin_paths() if paths is None else [Path(p) for p in paths]
+        agents, rejected = discover_java(bundled, chosen)
+        for name, origin, reason in rejected:
+            self._reject(name, origin, reason)
+        for agent in agents:
             self._try_register(agent)
 
 
