@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from pyha.clock import Clock, MonotonicClock
-from pyha.fencing.device import FenceError, FenceResult, NodeState
+from pyha.fencing.device import FenceError, FenceResult, NodeState, processes
 
 __all__ = [
     "CgroupFence",
@@ -274,7 +274,7 @@ class CgroupFence:
                 return self._result(True, f"fence {node}: cgroup {name} is empty "
                                           f"({_killed(killed)}, {_how(present)})", started)
             if self._clock.now() >= deadline:
-                return self._result(False, f"fence {node}: {len(left)} processes still in "
+                return self._result(False, f"fence {node}: {processes(len(left))} still in "
                                            f"cgroup {name} at the deadline: "
                                            f"{_pid_list(left)}", started)
 
@@ -326,7 +326,7 @@ def _kill(pids: Iterable[int]) -> None:
 
 
 def _killed(pids: set[int]) -> str:
-    return f"killed {len(pids)} processes" if pids else "it was empty"
+    return f"killed {processes(len(pids))}" if pids else "it was empty"
 
 
 def _how(present: Sequence[Hierarchy]) -> str:

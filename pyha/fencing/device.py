@@ -8,7 +8,7 @@ from typing import Protocol
 
 from pyha.errors import PyhaError
 
-__all__ = ["FenceDevice", "FenceError", "FenceResult", "NodeState"]
+__all__ = ["FenceDevice", "FenceError", "FenceResult", "NodeState", "processes"]
 
 
 class FenceError(PyhaError):
@@ -58,3 +58,8 @@ class FenceDevice(Protocol):
     def status(self, node: str, deadline: float) -> NodeState:
         """Whether `node` is off, on, or unknown, without changing it."""
         ...
+
+
+def processes(count: int) -> str:
+    """'1 process', '3 processes': for result messages."""
+    return f"{count} process" if count == 1 else f"{count} processes"

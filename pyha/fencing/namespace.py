@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pyha.clock import Clock, MonotonicClock
 from pyha.executor.command import run_command
-from pyha.fencing.device import FenceResult, NodeState
+from pyha.fencing.device import FenceResult, NodeState, processes
 
 __all__ = ["NETNS_DIR", "NamespaceFence", "NamespaceNode", "namespace_pids"]
 
@@ -94,9 +94,9 @@ class NamespaceFence:
         killed = self._kill_until_empty(spec.namespace, deadline)
         if killed is None:
             left = namespace_pids(spec.namespace, self._netns_dir)
-            return self._result(False, f"fence {node}: {len(left)} processes still in {where} "
+            return self._result(False, f"fence {node}: {processes(len(left))} still in {where} "
                                        f"at the deadline{unplugged}", started)
-        count = f"killed {len(killed)} processes" if killed else "it was empty"
+        count = f"killed {processes(len(killed))}" if killed else "it was empty"
         return self._result(True, f"fence {node}: {where} is empty ({count}){unplugged}",
                             started)
 
@@ -122,8 +122,8 @@ class NamespaceFence:
             pids = namespace_pids(namespace, self._netns_dir)
             if not pids:
                 return killed
-            if self._clock.now() >= deadline:
-                return None
+            if killed and self._clock.now() >= deadline:
+                return None  # one round is always tried, even past the deadline
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
