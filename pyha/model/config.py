@@ -9,7 +9,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pyha.errors import ConfigError
 from pyha.model.types import INFINITY, Duration, Name, Score
@@ -159,16 +167,57 @@ class Group(Frozen):
         return self
 
 
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """("host", port) from "host:port"; ValueError says what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r} is not host:port")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
+    return host.strip("[]"), int(port)
+
+
+def _endpoint(text: str) -> str:
+    parse_endpoint(text)
+    return text
+
+
+Endpoint = Annotated[str, AfterValidator(_endpoint)]
+
+
+class FenceConfig(Frozen):
+    """How to make sure a node runs nothing: a power command, its cgroup, its namespace."""
+
+    kind: Literal["command", "cgroup", "namespace"]
+    off: tuple[str, ...] = ()
+    """command: the power-off command line (argv, never a shell string)."""
+    status: tuple[str, ...] = ()
+    """command: optional status command that must then say the node is off."""
+    namespace: str = ""
+    """namespace: the network namespace the node runs in."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> FenceConfig:
+        if self.kind == "command" and not self.off:
+            raise ValueError("off: a command fence needs the power-off command")
+        if self.kind == "namespace" and not self.namespace:
+            raise ValueError("namespace: a namespace fence needs the namespace's name")
+        return self
+
+
 class Node(Frozen):
     """A computer of the cluster."""
 
     name: Name
-    addresses: tuple[str, ...] = ()
-    """One address per heartbeat link."""
+    addresses: tuple[Endpoint, ...] = ()
+    """One host:port per heartbeat link (UDP)."""
+    rpc: Endpoint | None = None
+    """host:port where the node answers calls from the other nodes (TCP)."""
     votes: int = Field(default=1, ge=0)
     standby: bool = False
     maintenance: bool = False
     attributes: dict[str, str] = Field(default_factory=dict)
+    fence: FenceConfig | None = None
 
 
 class ResourceType(Frozen):
@@ -242,6 +291,12 @@ class ClusterOptions(Frozen):
     """With tiebreaker fence-race: how much longer each later node waits before fencing."""
     cycle_interval: Duration = 1.0
     """Longest wait between two decision cycles when nothing happens."""
+    call_timeout: Duration = 2.0
+    """How long a node-to-node call may take before the peer counts as unreachable."""
+    key_file: str = ""
+    """The cluster key (pyha keygen); default <state_dir>/cluster.key."""
+    recovery_without_fencing: bool = False
+    """Unsafe: start a lost node's groups elsewhere without fencing it first."""
     state_dir: str = "/var/lib/pyha"
     plugin_paths: tuple[str, ...] = ()
 
@@ -251,7 +306,7 @@ class ClusterConfig(Frozen):
 
     cluster: ClusterOptions
     epoch: int = Field(default=0, ge=0)
-    nodes: tuple[Node, ...] = Field(min_length=1)
+    nodes: tuple[Node, ...]
     resource_types: tuple[ResourceType, ...] = ()
     groups: tuple[Group, ...] = ()
     constraints: tuple[
@@ -345,6 +400,8 @@ class ClusterConfig(Frozen):
 
 
 def _reference_problems(config: ClusterConfig) -> Iterator[str]:
+    if not config.nodes:
+        yield "nodes: a cluster needs at least one node"
     node_names = [n.name for n in config.nodes]
     group_names = [g.name for g in config.groups]
     resource_names = [r.name for _, r in config.resources()]

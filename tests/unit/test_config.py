@@ -156,3 +156,23 @@ def test_duration_format_round_trips() -> None:
 ])
 def test_scores(text: Any, score: int) -> None:
     assert parse_score(text) == score
+
+
+def test_node_endpoints_and_fence_settings_are_checked() -> None:
+    data = minimal()
+    data["nodes"] = [
+        {"name": "n1", "addresses": ["127.0.0.1:7001", "[::1]:7001"], "rpc": "127.0.0.1:7101",
+         "fence": {"kind": "command", "off": ["ipmitool", "power", "off"]}},
+        {"name": "n2", "addresses": ["127.0.0.1"], "rpc": "127.0.0.1:99999",
+         "fence": {"kind": "namespace"}},
+    ]
+    problems = problems_of(data)
+    assert "nodes[1].addresses[0]: '127.0.0.1' is not host:port" in problems
+    assert "nodes[1].rpc: '127.0.0.1:99999': the port must be a number from 1 to 65535" \
+        in problems
+    assert "nodes[1].fence.namespace: a namespace fence needs the namespace's name" in problems
+    assert not any(p.startswith("nodes[0]") for p in problems)
+
+
+def test_a_cluster_needs_a_node() -> None:
+    assert problems_of(minimal(nodes=[])) == ("nodes: a cluster needs at least one node",)
