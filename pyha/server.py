@@ -20,7 +20,7 @@ from pyha.model.config import ClusterConfig, Group, OnFail, Resource
 from pyha.model.status import NodeStatus, ResourceStatus, Role, View
 from pyha.resources.agent import Agent
 from pyha.resources.registry import Registry
-from pyha.resources.spi import OperationResult
+from pyha.resources.spi import OcfCode, OperationResult
 from pyha.scheduler import schedule
 from pyha.scheduler.inputs import INPUTS_DIR, INPUTS_KEPT, SchedulerInput, input_name, input_number
 
@@ -149,20 +149,13 @@ class ClusterServer:
     def probe(self) -> None:
         """Ask every resource whether it already runs here (a one-shot monitor)."""
         for member in self.members.values():
-            result = self._run(member, "monitor")
-            if result.ok and result.running:
-                self._set(member, Role.STARTED, "found running by the start-up probe")
-                self._schedule_monitors(member)
-            elif result.ok:
-                self._set(member, Role.STOPPED)
-            else:
-                self._failed(member, result)
+            self.monitors.remove(member.resource.name)
+            self._probed(member, self._run(member, "monitor"))
 
     def cycle(self) -> str:
         """One decision cycle: due monitors, schedule, act. Returns the decision line."""
         self._cycle += 1
-        self._run_due_monitors()
-        self.fail_counts.expire(self.clock.wall(), self._failure_timeout)
+        self.monitor_tick()
         view, now = self.view(), self.clock.wall()
         transition = schedule(self.config, view, now)
         if transition.actions:
@@ -288,34 +281,51 @@ class ClusterServer:
             if not ready:
                 break
             for action in ready:
-                if not self._perform(action):
+                if not self.perform(action):
                     left = len(transition.actions) - len(done) - 1
                     return f"{action.describe()} failed; {left} action(s) left for the next cycle"
                 done.add(action.id)
         return f"{len(done)} action(s) done" if done else ""
 
-    def _perform(self, action: Action) -> bool:
+    def perform(self, action: Action) -> bool:
+        """Run one action of a transition on this node; True when it did what was asked."""
         if action.node != self.node or action.resource is None:
             self.log.error("cannot %s: not on this node", action.describe())
             return False
-        member = self.members[action.resource]
-        if action.kind is ActionKind.START:
-            result = self._run(member, "start")
-            if result.ok:
-                self._set(member, Role.STARTED)
-                self._schedule_monitors(member)
-                return True
-        elif action.kind is ActionKind.STOP:
-            self.monitors.remove(action.resource)
-            result = self._run(member, "stop")
-            if result.ok:
-                self._set(member, Role.STOPPED)
-                return True
-        else:
-            self.log.error("cannot %s: not supported on a single node", action.describe())
+        member = self.members.get(action.resource)
+        if member is None:
+            self.log.error("cannot %s: no such resource here", action.describe())
             return False
+        if action.kind is ActionKind.STOP:
+            self.monitors.remove(action.resource)
+        operation = action.kind.value
+        result = self._run(member, operation)
+        if action.kind is ActionKind.MONITOR:  # a probe: any clean answer is a fact
+            self._probed(member, result)
+            return result.ok
+        if result.ok:
+            self._set(member, _ROLE_AFTER[action.kind])
+            if action.kind is not ActionKind.STOP:
+                self._schedule_monitors(member)
+            return True
         self._failed(member, result)
         return False
+
+    def monitor_tick(self) -> None:
+        """Run the monitors that are due and forget expired failures (no scheduling)."""
+        self._run_due_monitors()
+        self.fail_counts.expire(self.clock.wall(), self._failure_timeout)
+
+    def _probed(self, member: Member, result: OperationResult) -> None:
+        if result.ok and result.running:
+            promoted = result.code == OcfCode.RUNNING_PROMOTED
+            self._set(member, Role.PROMOTED if promoted else Role.STARTED,
+                      "found running by a probe")
+            self._schedule_monitors(member)
+        elif result.ok:
+            self._set(member, Role.STOPPED)
+        else:
+            self._failed(member, result)
 
     def _save_input(self, view: View, now: float) -> None:
         """Keep what produced a transition, for `pyha simulate` to replay."""
@@ -380,6 +390,10 @@ def save_input(directory: Path, data: SchedulerInput, keep: int = INPUTS_KEPT) -
     for old in numbers[:max(0, len(numbers) + 1 - keep)]:
         (directory / input_name(old)).unlink(missing_ok=True)
     return path
+
+
+_ROLE_AFTER = {ActionKind.START: Role.STARTED, ActionKind.STOP: Role.STOPPED,
+               ActionKind.PROMOTE: Role.PROMOTED, ActionKind.DEMOTE: Role.STARTED}
 
 
 def _only_node(config: ClusterConfig) -> str:
