@@ -115,15 +115,17 @@ class CommandFence:
     def _confirm(self, node: str, deadline: float, started: float) -> FenceResult:
         """Poll the status command until it says off, or the deadline passes."""
         shown = self._shown(self._status[node])
+        said_on = ""  # the last clear "on": more telling than a run cut off by the deadline
         while True:
             state, said = self._ask(node, deadline)
             if state is NodeState.OFF:
                 return self._result(True, f"fence {node}: off, confirmed by {shown}: {said}",
                                     started)
-            left = deadline - self._clock.now()
-            if left <= self._poll:
+            said_on = said if state is NodeState.ON else said_on
+            if deadline - self._clock.now() <= self._poll:
                 return self._result(False, f"fence {node}: not confirmed off by {shown} "
-                                           f"before the deadline; it said {said}", started)
+                                           f"before the deadline; it said {said_on or said}",
+                                    started)
             self._clock.sleep(self._poll)
 
     def _ask(self, node: str, deadline: float) -> tuple[NodeState, str]:

@@ -426,14 +426,16 @@ class RpcServer:
 
     def _admit(self, sock: socket.socket, peer: str) -> None:
         with self._lock:
-            if self._closing or len(self._connections) >= self._max:
-                reason = "closing" if self._closing else "busy"
-                self.refused[reason] += 1  # the lock is held here
-                self._refuse(sock, f"{self.node} is {reason}")
-                return
-            thread = threading.Thread(target=self._serve, args=(sock, peer), daemon=True,
-                                      name=f"pyha rpc {self.node} from {peer}")
-            self._connections[sock] = thread
+            full = self._closing or len(self._connections) >= self._max
+            if not full:
+                thread = threading.Thread(target=self._serve, args=(sock, peer), daemon=True,
+                                          name=f"pyha rpc {self.node} from {peer}")
+                self._connections[sock] = thread
+        if full:
+            reason = "closing" if self._closing else "busy"
+            self._count(reason)
+            self._refuse(sock, f"{self.node} is {reason}")
+            return
         thread.start()
 
     def _refuse(self, sock: socket.socket, why: str) -> None:

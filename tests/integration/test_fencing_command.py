@@ -72,7 +72,7 @@ def test_a_status_that_turns_off_later_is_polled_until_it_does(tmp_path: Path) -
 
 def test_a_node_that_stays_on_is_not_fenced(power: dict[str, str]) -> None:
     fence = CommandFence({"n1": ["true"]}, {"n1": [power["status"]]}, poll_interval=0.05)
-    result = fence.fence("n1", deadline(0.5))
+    result = fence.fence("n1", deadline(1.5))
     assert not result.ok
     assert "not confirmed off" in result.message
     assert "Chassis Power is on" in result.message
