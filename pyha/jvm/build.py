@@ -45,6 +45,8 @@ BUILD_TIMEOUT = 300.0
 KEEP_BUILDS = 4
 """Jars kept per name in the cache; older ones may still be open in a running JVM host."""
 _FORMAT = "pyha-java-build-1"
+_JAVAC_JVM = ("-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC")
+"""javac's own JVM: a small compile finishes before C2 or a parallel GC pay off (~2x faster)."""
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 _CLASS = re.compile(r"^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$")
 _DESCRIPTOR_KEYS = ("name", "provider", "language", "description", "class", "sources", "resources")
@@ -288,7 +290,8 @@ def _compile(
     with tempfile.TemporaryDirectory(prefix="pyha-javac-", dir=jar.parent) as tmp:
         classes = Path(tmp) / "classes"
         classes.mkdir()
-        javac = [str(home / "bin" / "javac"), "--release", JAVA_RELEASE, "-encoding", "UTF-8"]
+        javac = [str(home / "bin" / "javac"), *_JAVAC_JVM, "--release", JAVA_RELEASE]
+        javac += ["-encoding", "UTF-8"]
         if classpath:
             javac += ["-classpath", os.pathsep.join(str(j) for j in classpath)]
         _run([*javac, "-d", str(classes), *files], label, "javac")

@@ -280,7 +280,10 @@ _RUNTIMES: weakref.WeakSet[JavaRuntime] = weakref.WeakSet()
 @atexit.register
 def _close_all() -> None:
     for runtime in list(_RUNTIMES):
-        runtime.close()
+        try:
+            runtime.close()
+        except Exception:  # at exit, one runtime's failure must not keep the others' hosts
+            _LOG.exception("cannot stop a JVM host")
 
 
 def _split(jars: Iterable[Path], listing: dict[str, Any]) -> dict[Path, dict[str, Any]]:

@@ -67,7 +67,8 @@ public final class PluginLoader {
         URLClassLoader loader;
         try {
             URL url = Path.of(jar).toUri().toURL();
-            loader = new URLClassLoader("pyha-plugin:" + jar, new URL[] {url}, ResourcePlugin.class.getClassLoader());
+            String name = "pyha-plugin:" + Path.of(jar).getFileName();
+            loader = new URLClassLoader(name, new URL[] {url}, ResourcePlugin.class.getClassLoader());
         } catch (MalformedURLException | RuntimeException e) {
             found.add(new Found(jar, null, null, "cannot open the jar: " + e));
             return found;
