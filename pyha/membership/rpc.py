@@ -359,13 +359,15 @@ class RpcServer:
     connection whose peer proved the cluster key; at most `max_connections` are open
     at once (more are refused with a "busy" answer); after close() the port is closed,
     every connection is shut, and every thread has ended (a handler still running after
-    CLOSE_TIMEOUT is named in a warning). `refused` counts dropped connections by reason.
+    `close_timeout` is named in a warning; its thread ends when the handler returns).
+    `refused` counts dropped connections by reason.
     """
 
     def __init__(self, key: bytes, node: str, bind: tuple[str, int],
                  handlers: Mapping[str, Handler], *,
                  max_connections: int = DEFAULT_MAX_CONNECTIONS,
-                 handshake_timeout: float = HANDSHAKE_TIMEOUT) -> None:
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT,
+                 close_timeout: float = CLOSE_TIMEOUT) -> None:
         _check_key(key)
         _check_name(node)
         self.node = node
@@ -374,6 +376,7 @@ class RpcServer:
         self._handlers = dict(handlers)
         self._max = max_connections
         self._handshake_timeout = handshake_timeout
+        self._close_timeout = close_timeout
         self._lock = threading.Lock()
         self._connections: dict[socket.socket, threading.Thread] = {}
         self._closing = False
@@ -399,11 +402,11 @@ class RpcServer:
             connections = dict(self._connections)
         _shut(self._listener)  # shutdown wakes the accept() blocked in the other thread
         if self._accepter is not None:
-            self._accepter.join(CLOSE_TIMEOUT)
+            self._accepter.join(self._close_timeout)
         for sock in connections:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        until = time.monotonic() + CLOSE_TIMEOUT
+        until = time.monotonic() + self._close_timeout
         for thread in connections.values():
             thread.join(max(0.0, until - time.monotonic()))
         busy = [t.name for t in connections.values() if t.is_alive()]

@@ -240,13 +240,23 @@ def test_close_stops_everything_and_a_restarted_server_is_reached_again(
         server.close()
 
 
-def test_close_returns_while_a_handler_is_stuck_in_a_call(
-        client: RpcClient, server: RpcServer, calls: Calls) -> None:
-    with pytest.raises(PeerTimeout):
-        client.call("slow", {}, timeout=0.2)
-    calls.release.set()  # the handler ends; close must still find nothing left behind
-    server.close()
-    assert server.connections() == 0
+def test_close_returns_while_a_handler_is_stuck_and_names_it(
+        calls: Calls, caplog: pytest.LogCaptureFixture) -> None:
+    server = RpcServer(KEY, "n2", ("127.0.0.1", 0), calls.handlers(), close_timeout=0.2)
+    server.start()
+    client = RpcClient(KEY, "n1", server.address, timeout=5)
+    try:
+        with pytest.raises(PeerTimeout):
+            client.call("slow", {}, timeout=0.2)
+        server.close()
+        assert "closed with handlers still running: pyha rpc n2 from" in caplog.text
+        with pytest.raises(PeerUnreachable, match="connection refused"):
+            client.call("echo", {}, timeout=2)
+    finally:
+        calls.release.set()
+        client.close()
+        server.close()
+    assert wait_for(lambda: server.connections() == 0)
 
 
 # --- a peer in another process, paused with SIGSTOP -------------------------------------
