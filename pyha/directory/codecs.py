@@ -252,7 +252,39 @@ class _Time(Codec):
         return parse_time(values[0])
 
 
+class _Json(Codec):
+    """A structured value (a nested model) as one JSON text."""
+
+    def encode(self, value: Any) -> list[str]:
+        return [json.dumps(value, ensure_ascii=False, default=str)]
+
+    def decode(self, values: tuple[str, ...]) -> Any:
+        try:
+            return json.loads(values[0])
+        except ValueError as exc:
+            raise ValueError(f"{values[0]!r} is not JSON: {exc}") from None
+
+
+class _Extra(Codec):
+    """Model fields without an attribute of their own, as `path=JSON` values."""
+
+    multi = True
+
+    def encode(self, value: Any) -> list[str]:
+        return [f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in value.items()]
+
+    def decode(self, values: tuple[str, ...]) -> Any:
+        out = {}
+        for name, text in _pairs(values):
+            try:
+                out[name] = json.loads(text)
+            except ValueError:
+                raise ValueError(f"{name}: {text!r} is not JSON") from None
+        return out
+
+
 TEXT, INTEGER, BOOLEAN, FLOAT = Codec(), _Integer(), _Boolean(), _Float()
+JSON, EXTRA = _Json(), _Extra()
 DURATION, SCORE, ENUM, ORDERED = _Duration(), _Score(), _Enum(), _Ordered()
 PAIRS, PARAMS, OPERATIONS, TIME = _Pairs(), _Params(), _Operations(), _Time()
 

@@ -6,7 +6,7 @@ Every error names the entry's DN, the attribute and the reason.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,8 +16,10 @@ from pyha.directory.codecs import (
     BOOLEAN,
     DURATION,
     ENUM,
+    EXTRA,
     FLOAT,
     INTEGER,
+    JSON,
     OPERATIONS,
     ORDERED,
     PAIRS,
@@ -58,16 +60,23 @@ OPTIONS_ATTRS = (
     Attr("maintenance", "pyhaMaintenance", BOOLEAN),
     Attr("dead_after", "pyhaDeadAfter", DURATION),
     Attr("heartbeat_interval", "pyhaHeartbeatInterval", DURATION),
+    Attr("tiebreaker", "pyhaTiebreaker", ENUM),
+    Attr("fence_race_delay", "pyhaFenceRaceDelay", DURATION),
     Attr("cycle_interval", "pyhaCycleInterval", DURATION),
+    Attr("call_timeout", "pyhaCallTimeout", DURATION),
+    Attr("key_file", "pyhaKeyFile"),
+    Attr("recovery_without_fencing", "pyhaRecoveryWithoutFencing", BOOLEAN),
     Attr("state_dir", "pyhaStateDir"),
     Attr("plugin_paths", "pyhaPluginPath", ORDERED),
 )
 NODE_ATTRS = (
     Attr("addresses", "pyhaAddress", ORDERED),
+    Attr("rpc", "pyhaRpc"),
     Attr("votes", "pyhaVotes", INTEGER),
     Attr("standby", "pyhaStandby", BOOLEAN),
     Attr("maintenance", "pyhaMaintenance", BOOLEAN),
     Attr("attributes", "pyhaAttribute", PAIRS),
+    Attr("fence", "pyhaFence", JSON),
 )
 TYPE_ATTRS = (Attr("plugin", "pyhaPlugin"), Attr("description", "description"))
 GROUP_ATTRS = (
@@ -116,16 +125,36 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+_NAMED_BY_DN = ("name", "id", "kind", "resources")
+"""Fields that come from the DN, the object class or the child entries."""
+EXTRA_ATTR = Attr("(extra)", "pyhaExtra", EXTRA)
+
+
 def _encode(model: BaseModel, table: tuple[Attr, ...]) -> dict[str, list[str]]:
-    """LDAP attributes for the fields of `model` that differ from their defaults."""
+    """LDAP attributes for the fields of `model` that differ from their defaults.
+
+    A field the table does not know (the model grew) goes to pyhaExtra as path=JSON,
+    so nothing is lost until the schema gets an attribute for it.
+    """
     data = _flatten(model.model_dump(exclude_defaults=True))
     attrs: dict[str, list[str]] = {}
     for attr in table:
         if attr.field in data:
-            values = attr.codec.encode(data[attr.field])
+            values = attr.codec.encode(data.pop(attr.field))
             if values:
                 attrs[attr.name] = values
+    extra = {k: v for k, v in data.items() if k not in _NAMED_BY_DN}
+    if extra:
+        attrs[EXTRA_ATTR.name] = EXTRA.encode(extra)
     return attrs
+
+
+def _set(data: dict[str, Any], path: str, value: Any) -> None:
+    head, _, tail = path.partition(".")
+    if tail:
+        data.setdefault(head, {})[tail] = value
+    else:
+        data[head] = value
 
 
 def _decode(entry: Entry, table: tuple[Attr, ...]) -> dict[str, Any]:
@@ -144,14 +173,24 @@ def _decode(entry: Entry, table: tuple[Attr, ...]) -> dict[str, Any]:
         except ValueError as exc:
             problems.append((attr.name, str(exc)))
             continue
-        head, _, tail = attr.field.partition(".")
-        if tail:
-            data.setdefault(head, {})[tail] = value
-        else:
-            data[head] = value
+        _set(data, attr.field, value)
+    problems += _decode_extra(entry, data)
     if problems:
         raise EntryError(entry.dn, problems)
     return data
+
+
+def _decode_extra(entry: Entry, data: dict[str, Any]) -> list[tuple[str, str]]:
+    values = entry.values(EXTRA_ATTR.name)
+    if not values:
+        return []
+    try:
+        extra = EXTRA.decode(values)
+    except ValueError as exc:
+        return [(EXTRA_ATTR.name, str(exc))]
+    for path, value in extra.items():
+        _set(data, path, value)
+    return []
 
 
 def _attribute_of(path: str, table: tuple[Attr, ...]) -> str | None:
@@ -173,8 +212,9 @@ def _model_problems(exc: ValidationError, entry: Entry,
             problems.append(("", line))
             continue
         attr = _attribute_of(path, table)
-        if attr is None and path in ("name", "id"):
-            attr = "cn"
+        if attr is None:
+            attr = {"name": "cn", "id": "cn"}.get(
+                path, path if path in _NAMED_BY_DN else EXTRA_ATTR.name)
         problems.append((attr or path, _with_value(path, reason, entry, attr)))
     return problems
 
@@ -388,11 +428,50 @@ def config_to_entries(config: ClusterConfig, layout: Layout) -> list[Entry]:
 # -- a whole configuration from its entries ------------------------------------------------
 
 
+class ParseMemo:
+    """What each entry parsed to, so a rebuild parses only the entries that changed.
+
+    Invariant: a hit needs the same DN and the same value of every attribute; entries
+    not seen in the last build are forgotten at the next `rotate`.
+    """
+
+    def __init__(self) -> None:
+        self._old: dict[Any, Any] = {}
+        self._new: dict[Any, Any] = {}
+
+    def get(self, entry: Entry, parse: Callable[[Entry], Any]) -> Any:
+        """The parsed form of `entry`, parsing it only if unseen."""
+        key = (entry.dn, tuple(sorted(entry.attrs.items())))
+        found = self._new.get(key)
+        if found is None:
+            found = self._old.get(key)
+            if found is None:
+                found = parse(entry)
+            self._new[key] = found
+        return found
+
+    def group(self, entry: Entry, members: list[Resource]) -> Group:
+        """The group of `entry` with exactly these member objects, built only if unseen."""
+        key = ("group", entry.dn, tuple(sorted(entry.attrs.items())), tuple(map(id, members)))
+        found = self._new.get(key) or self._old.get(key)
+        # The ids only match while the very same member objects are alive in the memo.
+        if found is None or len(found.resources) != len(members) or any(
+                a is not b for a, b in zip(found.resources, members, strict=False)):
+            found = group_from_entry(entry, members)
+        self._new[key] = found
+        return found
+
+    def rotate(self) -> None:
+        """Forget entries the last build did not use."""
+        self._old, self._new = self._new, {}
+
+
 @dataclass
 class _Collected:
     """Entries of one configuration sorted by kind while they are read."""
 
     layout: Layout
+    memo: ParseMemo = field(default_factory=ParseMemo)
     cluster: Entry | None = None
     nodes: list[tuple[int | None, str, Node, str]] = field(default_factory=list)
     types: list[tuple[int | None, str, ResourceType, str]] = field(default_factory=list)
@@ -400,6 +479,11 @@ class _Collected:
     resources: dict[str, list[tuple[int | None, str, Resource, str]]] = field(
         default_factory=dict)
     constraints: list[tuple[int | None, str, Constraint, str]] = field(default_factory=list)
+
+    def parse_resource(self, entry: Entry) -> tuple[int | None, str, Resource]:
+        """Position, name and model of a resource entry."""
+        resource = resource_from_entry(entry, self.layout)
+        return _position(entry), resource.name, resource
 
 
 _KINDS: dict[str, str] = {
@@ -412,11 +496,11 @@ _IGNORED = {"pyhanodestatus", "pyharesourcestatus", "pyhaauditentry"}
 
 def kind_of(entry: Entry) -> str | None:
     """What an entry is: cluster, node, type, group, resource, constraint, container, other."""
-    classes = entry.classes()
+    classes = [oc.lower() for oc in entry.values("objectClass")]
     for oc in classes:
         if oc in _KINDS:
             return _KINDS[oc]
-    if classes & _IGNORED:
+    if _IGNORED.intersection(classes):
         return None
     if "organizationalunit" in classes:
         return "container"
@@ -428,32 +512,38 @@ def _place(entry: Entry, where: str, layout: Layout) -> None:
         raise EntryError(entry.dn, [("", f"must be directly under {layout.container(where)}")])
 
 
+def _item(parse: Callable[[Entry], Any]) -> Callable[[Entry], tuple[int | None, str, Any]]:
+    def parsed(entry: Entry) -> tuple[int | None, str, Any]:
+        model = parse(entry)
+        return _position(entry), getattr(model, "name", None) or model.id, model
+    return parsed
+
+
+_PARSERS = {"node": _item(node_from_entry), "type": _item(type_from_entry),
+            "constraint": _item(constraint_from_entry)}
+
+
 def _collect_one(c: _Collected, entry: Entry, kind: str | None) -> None:
     layout = c.layout
-    if kind == "cluster":
+    if kind == "resource":
+        pos, name, model = c.memo.get(entry, c.parse_resource)
+        c.resources.setdefault(norm_dn(parent_dn(entry.dn)), []).append(
+            (pos, name, model, entry.dn))
+    elif kind in _PARSERS:
+        where = {"node": "nodes", "type": "types", "constraint": "constraints"}[kind]
+        _place(entry, where, layout)
+        pos, name, model = c.memo.get(entry, _PARSERS[kind])
+        bucket: list[Any] = {"node": c.nodes, "type": c.types,
+                             "constraint": c.constraints}[kind]  # type: ignore[assignment]
+        bucket.append((pos, name, model, entry.dn))
+    elif kind == "group":
+        _place(entry, "groups", layout)
+        c.groups[norm_dn(entry.dn)] = entry
+    elif kind == "cluster":
         if norm_dn(entry.dn) != norm_dn(layout.cluster_dn):
             raise EntryError(entry.dn, [("objectClass", "a second pyhaCluster entry; only "
                                          f"{layout.cluster_dn} is this cluster")])
         c.cluster = entry
-    elif kind == "node":
-        _place(entry, "nodes", layout)
-        node = node_from_entry(entry)
-        c.nodes.append((_position(entry), node.name, node, entry.dn))
-    elif kind == "type":
-        _place(entry, "types", layout)
-        rtype = type_from_entry(entry)
-        c.types.append((_position(entry), rtype.name, rtype, entry.dn))
-    elif kind == "group":
-        _place(entry, "groups", layout)
-        c.groups[norm_dn(entry.dn)] = entry
-    elif kind == "resource":
-        resource = resource_from_entry(entry, layout)
-        c.resources.setdefault(norm_dn(parent_dn(entry.dn)), []).append(
-            (_position(entry), resource.name, resource, entry.dn))
-    elif kind == "constraint":
-        _place(entry, "constraints", layout)
-        con = constraint_from_entry(entry)
-        c.constraints.append((_position(entry), con.id, con, entry.dn))
     elif kind == "container":
         if norm_dn(parent_dn(entry.dn)) != norm_dn(layout.cluster_dn):
             raise EntryError(entry.dn, [("objectClass", "unexpected organizationalUnit here")])
@@ -481,17 +571,23 @@ class Provenance:
     constraints: tuple[str, ...] = ()
 
 
-def config_from_entries(entries: Iterable[Entry], layout: Layout) -> ClusterConfig:
-    """The configuration stored in a cluster's entries; ConfigError names DNs and attributes."""
-    return config_and_provenance(entries, layout)[0]
+def config_from_entries(entries: Iterable[Entry], layout: Layout,
+                        memo: ParseMemo | None = None) -> ClusterConfig:
+    """The configuration stored in a cluster's entries; ConfigError names DNs and attributes.
+
+    With a `memo` kept between calls, entries unchanged since the last call are not
+    parsed again.
+    """
+    return config_and_provenance(entries, layout, memo)[0]
 
 
-def config_and_provenance(entries: Iterable[Entry],
-                          layout: Layout) -> tuple[ClusterConfig, Provenance]:
+def config_and_provenance(entries: Iterable[Entry], layout: Layout,
+                          memo: ParseMemo | None = None) -> tuple[ClusterConfig, Provenance]:
     """As config_from_entries, with the DN each part came from."""
-    c = _Collected(layout)
+    c = _Collected(layout, memo or ParseMemo())
     for entry in entries:
         _collect_one(c, entry, kind_of(entry))
+    c.memo.rotate()
     if c.cluster is None:
         raise ClusterNotFound(f"{layout.cluster_dn}: no pyhaCluster entry: this cluster does not "
                           "exist in the directory (run `pyha directory import`)")
@@ -520,7 +616,7 @@ def _groups(c: _Collected) -> tuple[list[Group], list[str], dict[str, str]]:
     groups, dns, resource_dns = [], [], {}
     for entry, dn in order:
         members = _ordered(c.resources.get(norm_dn(dn), []))
-        groups.append(group_from_entry(entry, [r for r, _ in members]))
+        groups.append(c.memo.group(entry, [r for r, _ in members]))
         dns.append(dn)
         resource_dns.update({r.name: rdn for r, rdn in members})
     return groups, dns, resource_dns

@@ -106,6 +106,8 @@ class SyncEvent:
     """Entries were deleted, known only by UUID (refreshDelete or syncIdSet)."""
     result: int = 0
     message: str = ""
+    attributes: Mapping[str, tuple[str, ...]] | None = None
+    """For add and modify: the entry's attributes as sent (names in lower case)."""
 
 
 def _cookie(value: Any) -> bytes | None:
@@ -133,14 +135,17 @@ def decode(message: Mapping[str, Any]) -> SyncEvent:
 
 
 def _entry(message: Mapping[str, Any]) -> SyncEvent:
-    raw = _control_value(message, STATE_OID)
-    if raw is None:
+    control = _control_value(message, STATE_OID)
+    if control is None:
         return SyncEvent("entry", state="unknown", dn=str(message.get("dn", "")))
-    value, _ = decoder.decode(raw, asn1Spec=_SyncState())
+    value, _ = decoder.decode(control, asn1Spec=_SyncState())
     ident = bytes(value["entryUUID"])
     text = str(uuid.UUID(bytes=ident)) if len(ident) == 16 else ident.hex()
+    raw = message.get("raw_attributes") or {}
+    attrs = {k.lower(): tuple(bytes(v).decode("utf-8", "replace") for v in vals)
+             for k, vals in raw.items() if vals}
     return SyncEvent("entry", state=str(value["state"]), dn=str(message.get("dn", "")),
-                     entry_uuid=text, cookie=_cookie(value["cookie"]))
+                     entry_uuid=text, cookie=_cookie(value["cookie"]), attributes=attrs)
 
 
 def _info(raw: bytes) -> SyncEvent:

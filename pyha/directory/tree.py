@@ -99,6 +99,8 @@ def rdn_value(dn: str) -> str:
 
 def norm_dn(dn: str) -> str:
     """A DN folded for comparison: lower case, no spaces around separators."""
+    if " " not in dn:
+        return dn.lower()
     return _SPACES.sub(r"\1", dn.strip()).lower()
 
 

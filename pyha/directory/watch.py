@@ -56,12 +56,12 @@ class ConfigFollower:
         self.checks = 0
         self._lock = threading.Lock()
 
-    def check(self) -> bool:
-        """Load and validate now; True when a new configuration was handed over."""
+    def check(self, load: Callable[[], ClusterConfig] | None = None) -> bool:
+        """Load (with `load`, else the full load) and validate; True if handed over."""
         with self._lock:
             self.checks += 1
             try:
-                config = self._load()
+                config = (load or self._load)()
             except ConfigError as exc:
                 self._rejected(exc)
                 return False
@@ -236,7 +236,7 @@ class LdapWatcher:
             self._cookie = self.cookies.load()
         search = conn.extend.standard.persistent_search(
             self.directory.layout.cluster_dn, CONFIG_FILTER, _ldap3().SUBTREE,
-            attributes=["1.1"], controls=[syncrepl.request_control(self._cookie)],
+            attributes=["*"], controls=[syncrepl.request_control(self._cookie)],
             show_additions=False, show_deletions=False, show_modifications=False,
             show_dn_modifications=False, callback=inbox.put)
         try:
@@ -246,17 +246,19 @@ class LdapWatcher:
                 search.stop()
 
     def _pump(self, conn: Any, inbox: queue.Queue[dict[str, Any]], recheck: bool) -> None:
-        refreshing, dirty, pending = True, recheck, False
+        refreshing, dirty = True, recheck
+        patches: list[tuple[str, Any]] = []
+        full = False
         while not self._stop.is_set():
+            pending = bool(patches) or full
             try:
                 event = syncrepl.decode(inbox.get(timeout=DEBOUNCE if pending else 0.2))
             except queue.Empty:
                 if conn.closed:
                     raise _Lost("the connection closed") from None
                 if pending:
-                    pending = False
-                    self.follower.check()
-                    self._save_cookie()
+                    self._deliver(patches, full)
+                    patches, full = [], False
                 continue
             self._note_cookie(event)
             if event.kind == "done":
@@ -268,7 +270,20 @@ class LdapWatcher:
                     refreshing = False
                     self._refreshed(dirty)
             elif changed:
-                pending = True
+                patch = _patch(event)
+                if patch is None:
+                    full = True
+                else:
+                    patches.append(patch)
+
+    def _deliver(self, patches: list[tuple[str, Any]], full: bool) -> None:
+        """Hand over the changed configuration: patched in memory, or loaded again."""
+        if full:
+            self.follower.check()
+        else:
+            self.directory.patch(patches)
+            self.follower.check(self.directory.rebuild)
+        self._save_cookie()
 
     def _refreshed(self, dirty: bool) -> None:
         """The refresh phase ended: load if anything changed since the cookie or the load."""
@@ -331,6 +346,17 @@ class LdapWatcher:
         if not written:
             return True  # only a delete leaves no newer entry behind
         return any(self.directory.layout.is_config(dn) for dn, _ in written)
+
+
+def _patch(event: syncrepl.SyncEvent) -> tuple[str, Any] | None:
+    """What a persist-phase event does to the copy of the entries; None: reload everything."""
+    from pyha.directory.tree import Entry
+
+    if event.state == "delete" and event.dn:
+        return (event.dn, None)
+    if event.state in ("add", "modify") and event.dn and event.attributes:
+        return (event.dn, Entry(event.dn, dict(event.attributes)))
+    return None
 
 
 def _ldap3() -> Any:
