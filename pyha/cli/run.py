@@ -15,7 +15,9 @@ from rich.console import Console
 from rich.live import Live
 
 from pyha import logs
-from pyha.errors import PyhaError
+from pyha.cluster.node import ClusterNode
+from pyha.errors import ConfigError, PyhaError
+from pyha.membership.keys import load_key
 from pyha.model.config import ClusterConfig
 from pyha.resources.registry import Registry
 from pyha.server import ClusterServer, ServerStatus
@@ -51,17 +53,39 @@ def server(
     state_dir: Path | None = typer.Option(None, help="Override the cluster's state_dir."),
     plugin_path: list[Path] = typer.Option([], help="More plugin folders.", show_default=False),
     log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR."),
+    key: Path | None = typer.Option(
+        None, help="The cluster key (default: the cluster's key_file, else "
+                   "<state_dir>/cluster.key); needed with several nodes."),
 ) -> None:
-    """Run this node's cluster server until SIGTERM; then stop everything and exit 0."""
+    """Run this node's cluster server until SIGTERM; then stop everything and exit 0.
+
+    With several nodes in the cluster file, it joins the others (heartbeats, election,
+    fencing) and leaves cleanly on SIGTERM, moving its groups away first.
+    """
     logs.setup(log_level)
     try:
         cluster = ClusterConfig.from_toml(config)
-        srv = ClusterServer(cluster, _registry(cluster, plugin_path), node=node,
-                            state_dir=state_dir)
+        registry = _registry(cluster, plugin_path)
+        srv: ClusterServer | ClusterNode
+        if len(cluster.nodes) > 1:
+            srv = _cluster_node(cluster, registry, node, state_dir, key)
+        else:
+            srv = ClusterServer(cluster, registry, node=node, state_dir=state_dir)
     except PyhaError as exc:
         typer.echo(f"pyha server: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
     srv.run(_stop_on_signals())
+
+
+def _cluster_node(cluster: ClusterConfig, registry: Registry, node: str | None,
+                  state_dir: Path | None, key: Path | None) -> ClusterNode:
+    if node is None:
+        raise ConfigError("--node is required when the cluster has several nodes")
+    base = state_dir or Path(cluster.cluster.state_dir)
+    key_path = key or (Path(cluster.cluster.key_file) if cluster.cluster.key_file
+                       else base / "cluster.key")
+    return ClusterNode(cluster, registry, node=node, key=load_key(key_path),
+                       state_dir=state_dir)
 
 
 def demo(

@@ -1,0 +1,1 @@
+"""Several cluster servers working together: reports, the coordinator cycle, the node."""

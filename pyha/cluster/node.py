@@ -1,0 +1,476 @@
+"""One node of a multi-node cluster: heartbeats, election, calls, and the coordinator cycle."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pyha.clock import Clock, MonotonicClock
+from pyha.cluster.fence import fence_devices
+from pyha.cluster.state import NodeState
+from pyha.cluster.view import NodeReport, build_view
+from pyha.errors import ConfigError, PyhaError
+from pyha.fencing import FenceDevice
+from pyha.membership import election as el
+from pyha.membership.detector import Change, FailureDetector
+from pyha.membership.heartbeat import Heartbeat, HeartbeatCodec, HeartbeatEndpoint
+from pyha.membership.rpc import RpcClient, RpcServer
+from pyha.model.actions import Action, ActionKind, Transition
+from pyha.model.config import ClusterConfig, NoQuorumPolicy, parse_endpoint
+from pyha.model.status import Role
+from pyha.quorum import decide, setup_problems
+from pyha.resources.registry import Registry
+from pyha.scheduler import schedule
+from pyha.server import ClusterServer
+
+log = logging.getLogger("pyha.cluster")
+
+LEAVE_TIMEOUT = 60.0
+"""How long a node shutting down waits for the coordinator to move its groups away."""
+
+
+class ClusterNode:
+    """The cluster server of one node among several.
+
+    Invariants: only the coordinator of the current term with a running lease schedules
+    and sends actions; a node runs an action only if its term is not older than the
+    newest term it knows; a lost node's groups start elsewhere only after its fence
+    device confirmed it off (or, if the admin chose it, with recovery_without_fencing).
+    """
+
+    def __init__(self, config: ClusterConfig, registry: Registry, *, node: str, key: bytes,
+                 state_dir: Path | None = None, clock: Clock | None = None,
+                 fences: Mapping[str, FenceDevice] | None = None) -> None:
+        problems = setup_problems({n.name: n.votes for n in config.nodes},
+                                  config.cluster.tiebreaker,
+                                  fencing=all(n.fence for n in config.nodes))
+        problems += _endpoint_problems(config)
+        if problems:
+            raise ConfigError("the cluster cannot run safely", tuple(problems))
+        self.config = config
+        self.node = node
+        self.clock = clock or MonotonicClock()
+        self.state_dir = Path(state_dir or config.cluster.state_dir)
+        self.local = ClusterServer(config, registry, node=node, state_dir=self.state_dir)
+        self.options = config.cluster
+        self.lease = self.options.dead_after
+        self.votes = {n.name: n.votes for n in config.nodes}
+        self.voters = frozenset(n for n, v in self.votes.items() if v > 0)
+        self.persisted = NodeState(self.state_dir / "node")
+        self.incarnation = self.persisted.next_incarnation()
+        term, voted = self.persisted.load_vote()
+        self.election = el.restored(node, term, voted, self.clock.now(), self.lease)
+        self.detector = FailureDetector(node, [n.name for n in config.nodes],
+                                        self.options.dead_after)
+        self.fences = dict(fence_devices(config) if fences is None else fences)
+        me = config.node(node)
+        self.endpoint = HeartbeatEndpoint(
+            HeartbeatCodec(self.options.name, key), node,
+            [parse_endpoint(a) for a in me.addresses], self._heard, self.clock.now)
+        self.rpc = RpcServer(key, node, parse_endpoint(me.rpc or ""), {
+            "vote": self._on_vote, "report": self._on_report, "act": self._on_act})
+        self.peers = {n.name: RpcClient(key, node, parse_endpoint(n.rpc or ""),
+                                        self.options.call_timeout, peer=n.name)
+                      for n in config.nodes if n.name != node}
+        self._links = [[parse_endpoint(a) for a in n.addresses]
+                       for n in config.nodes if n.name != node]
+        self._lock = threading.RLock()
+        """Guards the election state, the detector and the coordinator's caches."""
+        self._local_lock = threading.Lock()
+        """One operation path into the local resources at a time."""
+        self._sequence = 0
+        self._acked: tuple[int, float] | None = None
+        self._reports: dict[str, NodeReport] = {}
+        self._fenced: set[str] = set()
+        self._uncertain: dict[str, set[str]] = {}
+        """Node -> resources whose start was sent there but never confirmed either way."""
+        self._probed_term = -1
+        self._next_election = self.clock.now() + self._election_timeout()
+        self._elector: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._leaving = False
+        self._quorate = True
+        self._last_line = ""
+        self._last_cycle = 0.0
+        self.on_decision: Callable[[str], None] | None = None
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Join the cluster and keep its groups running until `stop`; then leave cleanly."""
+        log.info("node %s of cluster %s starting (incarnation %d, term %d)", self.node,
+                 self.options.name, self.incarnation, self.election.term)
+        with self._local_lock:
+            self.local.probe()
+        self.rpc.start()
+        self.endpoint.start()
+        beats = threading.Thread(target=self._beat, args=(stop,), name="pyha heartbeats",
+                                 daemon=True)
+        beats.start()
+        try:
+            while not stop.is_set():
+                self.tick()
+                self.clock.wait(stop, self.options.heartbeat_interval)
+            self._leave()
+        finally:
+            stop.set()
+            beats.join(timeout=2)
+            self.endpoint.close()
+            self.rpc.close()
+            for client in self.peers.values():
+                client.close()
+            with self._local_lock:
+                self.local.shutdown()
+            log.info("node %s stopped", self.node)
+
+    def tick(self) -> None:
+        """One pass of the main loop: membership, monitors, quorum, and if coordinator,
+        a scheduling cycle when one is due."""
+        now = self.clock.now()
+        self._membership(now)
+        with self._local_lock:
+            self.local.monitor_tick()
+        self._enforce_quorum(now)
+        with self._lock:
+            acting = el.may_act(self.election, now)
+        due = self._wake.is_set() or now - self._last_cycle >= self.options.cycle_interval
+        if acting and due:
+            self._wake.clear()
+            self._last_cycle = now
+            self.coordinate()
+
+    # -- heartbeats and the election ------------------------------------------------------
+
+    def _beat(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.endpoint.send(self._heartbeat(), self._links)
+            self.clock.wait(stop, self.options.heartbeat_interval)
+
+    def _heartbeat(self) -> Heartbeat:
+        now = self.clock.now()
+        with self._lock:
+            self._sequence += 1
+            payload: dict[str, Any] = {}
+            if el.may_act(self.election, now):
+                payload["coordinator"] = now
+            elif self._acked is not None:
+                payload["ack"] = list(self._acked)
+            if self._leaving:
+                payload["leaving"] = True
+            return Heartbeat(self.node, self.incarnation, self._sequence, self.election.term,
+                             self.config.epoch, payload=payload)
+
+    def _heard(self, hb: Heartbeat, at: float) -> None:
+        with self._lock:
+            self.detector.heard(hb.node, hb.link, at, hb.incarnation)
+            sent = hb.payload.get("coordinator")
+            if isinstance(sent, int | float):
+                before = self.election
+                self.election = el.on_coordinator_heartbeat(before, hb.term, hb.node, at,
+                                                            self.lease)
+                if self.election.coordinator == hb.node and self.election.term == hb.term:
+                    self._acked = (hb.term, float(sent))
+                    self._next_election = at + self.lease + self._election_timeout()
+                self._persist_if_changed(before)
+            ack = hb.payload.get("ack")
+            if isinstance(ack, list) and len(ack) == 2:
+                self.election = el.on_ack(self.election, hb.node, float(ack[1]),
+                                          term=int(ack[0]), voters=self.voters,
+                                          lease=self.lease, now=at)
+
+    def _membership(self, now: float) -> None:
+        with self._lock:
+            for node, change in self.detector.changes(now):
+                log.warning("node %s is %s", node, change.value)
+                if change in (Change.UP, Change.RESTARTED):
+                    self._fenced.discard(node)
+                if change is Change.RESTARTED:  # its fresh probe is the truth now
+                    self._uncertain.pop(node, None)
+                    self._probed_term = -1  # probe it before deciding anything for it
+                self._wake.set()
+            before = self.election
+            self.election = el.step_down_if_expired(self.election, now)
+            if before.role is el.Role.COORDINATOR and self.election.role is not before.role:
+                log.warning("coordinator lease of term %d ran out: stepping down", before.term)
+            start = (self.election.role is not el.Role.COORDINATOR
+                     and now >= self._next_election
+                     and not (self._elector and self._elector.is_alive()))
+            if start:
+                self._next_election = now + self._election_timeout()
+                self._elector = threading.Thread(target=self._elect, name="pyha election",
+                                                 daemon=True)
+                self._elector.start()
+
+    def _election_timeout(self) -> float:
+        # Randomised so that two nodes rarely stand at once.
+        return self.options.dead_after * (1.0 + random.random())
+
+    def _elect(self) -> None:
+        with self._lock:
+            state, request = el.start_election(self.election, self.config.epoch,
+                                               self.clock.now())
+            self.election = state
+        while request is not None:
+            replies = self._ask_all("vote", _request_body(request))
+            request = None
+            for peer, answer in replies.items():
+                with self._lock:
+                    before = self.election
+                    self.election, follow_up = el.on_vote_reply(
+                        before, _reply(peer, answer), voters=self.voters,
+                        now=self.clock.now(),
+                        lease=self.lease, epoch=self.config.epoch)
+                    self._persist_if_changed(before)
+                    became = (self.election.role is el.Role.COORDINATOR
+                              and before.role is not el.Role.COORDINATOR)
+                if became:
+                    log.warning("elected coordinator for term %d", self.election.term)
+                    self._wake.set()
+                if follow_up is not None:
+                    request = follow_up
+                    break
+
+    def _ask_all(self, method: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Call `method` on every voting peer at once; the answers of those that answered."""
+        voters = [n for n in self.peers if n in self.voters]
+        if not voters:
+            return {}
+
+        def ask(peer: str) -> dict[str, Any] | None:
+            try:
+                return self.peers[peer].call(method, params)
+            except PyhaError as exc:
+                log.debug("%s to %s: %s", method, peer, exc)
+                return None
+
+        with ThreadPoolExecutor(max_workers=len(voters)) as pool:
+            answers = dict(zip(voters, pool.map(ask, voters), strict=True))
+        return {peer: a for peer, a in answers.items() if a is not None}
+
+    def _on_vote(self, params: dict[str, Any], caller: str) -> dict[str, Any]:
+        request = el.VoteRequest(int(params["term"]), caller, int(params["epoch"]),
+                                 bool(params.get("pre", False)))
+        with self._lock:
+            before = self.election
+            self.election, reply = el.on_vote_request(before, request, self.config.epoch,
+                                                      self.clock.now())
+            self._persist_if_changed(before)  # durable before the answer leaves
+        if reply.granted and not reply.pre:
+            self._next_election = self.clock.now() + self.lease + self._election_timeout()
+        return {"term": reply.term, "granted": reply.granted, "reason": reply.reason,
+                "pre": reply.pre}
+
+    def _persist_if_changed(self, before: el.ElectionState) -> None:
+        now = self.election
+        if (now.term, now.voted_for) != (before.term, before.voted_for):
+            self.persisted.save_vote(now.term, now.voted_for)
+
+    # -- what a node answers --------------------------------------------------------------
+
+    def report(self, probe: bool = False) -> NodeReport:
+        """This node's resources and failures, after a fresh probe when asked."""
+        with self._local_lock:
+            if probe:
+                self.local.probe()
+            view = self.local.view()
+        return NodeReport(node=self.node, incarnation=self.incarnation,
+                          leaving=self._leaving, resources=view.resources,
+                          failures=view.failures)
+
+    def _on_report(self, params: dict[str, Any], caller: str) -> dict[str, Any]:
+        return self.report(bool(params.get("probe"))).model_dump(mode="json")
+
+    def _on_act(self, params: dict[str, Any], caller: str) -> dict[str, Any]:
+        term = int(params["term"])
+        with self._lock:
+            if not el.accept_action(self.election, term):
+                return {"ok": False, "reason": f"term {term} is older than "
+                                               f"{self.election.term}"}
+        action = Action.model_validate(params["action"])
+        with self._local_lock:
+            ok = self.local.perform(action)
+        return {"ok": ok}
+
+    # -- the coordinator ------------------------------------------------------------------
+
+    def coordinate(self) -> str:
+        """One coordinator cycle: reports, view, schedule, fence and dispatch."""
+        with self._lock:
+            term = self.election.term
+            online = self.detector.members(self.clock.now())
+            probe = self._probed_term != term
+        reports = self._gather(online, probe)
+        if reports is None:
+            return self._decide(f"term {term}: waiting for reports from every live node")
+        if probe:
+            self._probed_term = term
+        quorum = decide(self.votes, online, self.options.tiebreaker)
+        with self._lock:
+            self._reports.update(reports)
+            view = build_view(self.config, self._reports, online, frozenset(self._fenced),
+                              quorum.quorate,
+                              uncertain={n: frozenset(r) for n, r in self._uncertain.items()})
+        transition = schedule(self.config, view, self.clock.wall())
+        line = self._decide(f"term {term}: {transition.summary}")
+        outcome = self._dispatch(transition, term)
+        if outcome:
+            log.info("term %d: %s", term, outcome)
+        return line
+
+    def _gather(self, online: frozenset[str], probe: bool) -> dict[str, NodeReport] | None:
+        reports = {self.node: self.report(probe)}
+        for peer in sorted(online - {self.node}):
+            try:
+                answer = self.peers[peer].call("report", {"probe": probe},
+                                               timeout=self._report_timeout(probe))
+                reports[peer] = NodeReport.model_validate(answer)
+            except PyhaError as exc:
+                log.warning("no report from %s: %s", peer, exc)
+                return None
+        return reports
+
+    def _report_timeout(self, probe: bool) -> float:
+        # A probe runs every resource's monitor once: give it the monitors' time.
+        return self.options.call_timeout * (10 if probe else 1)
+
+    def _dispatch(self, transition: Transition, term: int) -> str:
+        done: set[int] = set()
+        while ready := transition.ready(done):
+            for action in ready:
+                if not self._run_action(action, term):
+                    left = len(transition.actions) - len(done) - 1
+                    return f"{action.describe()} failed; {left} action(s) left for later"
+                done.add(action.id)
+        return f"{len(done)} action(s) done" if done else ""
+
+    def _run_action(self, action: Action, term: int) -> bool:
+        with self._lock:
+            if not el.may_act(self.election, self.clock.now()):
+                log.warning("lease lost: not running %s", action.describe())
+                return False
+        if action.kind is ActionKind.FENCE:
+            return self._fence(action.node, action.reason)
+        if action.node == self.node:
+            with self._local_lock:
+                return self.local.perform(action)
+        try:
+            answer = self.peers[action.node].call(
+                "act", {"term": term, "action": action.model_dump(mode="json")},
+                timeout=self._action_timeout(action))
+        except PyhaError as exc:
+            # The action may have run there anyway: until a stop there succeeds or the
+            # node is fenced, what it may have started counts as active there.
+            if action.kind in (ActionKind.START, ActionKind.PROMOTE) and action.resource:
+                with self._lock:
+                    self._uncertain.setdefault(action.node, set()).add(action.resource)
+            log.warning("%s: %s", action.describe(), exc)
+            return False
+        ok = bool(answer.get("ok"))
+        if ok and action.kind is ActionKind.STOP and action.resource:
+            with self._lock:
+                self._uncertain.get(action.node, set()).discard(action.resource)
+        if not ok:
+            log.warning("%s failed on %s: %s", action.describe(), action.node,
+                        answer.get("reason", "see that node's log"))
+        return ok
+
+    def _action_timeout(self, action: Action) -> float:
+        member = self.local.members.get(action.resource or "")
+        if member is None:
+            return self.options.call_timeout
+        configured = member.timeout(action.kind.value)
+        limit = configured if configured is not None else member.agent.meta.timeout(
+            action.kind.value)
+        return limit + self.options.call_timeout
+
+    def _fence(self, node: str, why: str) -> bool:
+        device = self.fences.get(node)
+        if device is None:
+            if self.options.recovery_without_fencing:
+                log.warning("NOT fencing %s (recovery_without_fencing is on): %s", node, why)
+                self._forget(node)
+                return True
+            log.error("cannot recover from %s: it has no fence device, so its groups wait "
+                      "(set recovery_without_fencing to accept the risk)", node)
+            return False
+        log.warning("fencing %s: %s", node, why)
+        result = device.fence(node, self.clock.now() + max(10.0, 5 * self.options.dead_after))
+        if not result.ok:  # the device logs what it did; a failure must stand out here too
+            log.error("fencing %s failed: %s", node, result.message)
+        if result.ok:
+            self._forget(node)
+        return result.ok
+
+    def _forget(self, node: str) -> None:
+        with self._lock:
+            self._fenced.add(node)
+            self._reports.pop(node, None)
+            self._uncertain.pop(node, None)
+
+    def _decide(self, line: str) -> str:
+        if line != self._last_line:
+            log.info("%s", line)
+            self._last_line = line
+            if self.on_decision:
+                self.on_decision(line)
+        return line
+
+    # -- quorum and leaving ---------------------------------------------------------------
+
+    def _enforce_quorum(self, now: float) -> None:
+        with self._lock:
+            members = self.detector.members(now)
+        quorum = decide(self.votes, members, self.options.tiebreaker)
+        if quorum.quorate != self._quorate:
+            (log.info if quorum.quorate else log.warning)(
+                "quorum %s: %s", "regained" if quorum.quorate else "lost", quorum.reason)
+            self._quorate = quorum.quorate
+        if quorum.quorate or self.options.no_quorum_policy is not NoQuorumPolicy.STOP:
+            return
+        with self._local_lock:
+            active = [s for s in self.local.view().resources
+                      if s.role not in (Role.STOPPED, Role.UNKNOWN)]
+            if active:
+                log.warning("no quorum (no_quorum_policy=stop): stopping %s",
+                            ", ".join(s.resource for s in active))
+                self.local.shutdown()
+
+    def _leave(self) -> None:
+        """Ask the coordinator to move this node's groups away, then return."""
+        self._leaving = True
+        self._wake.set()
+        deadline = self.clock.now() + LEAVE_TIMEOUT
+        log.info("leaving: waiting for the groups here to move away")
+        while self.clock.now() < deadline:
+            self.tick()
+            with self._local_lock:
+                active = [s for s in self.local.view().resources
+                          if s.role not in (Role.STOPPED, Role.UNKNOWN)]
+            if not active:
+                return
+            self.clock.sleep(self.options.heartbeat_interval)
+        log.warning("leaving: groups still here after %.0fs; stopping them", LEAVE_TIMEOUT)
+
+
+def _request_body(request: el.VoteRequest) -> dict[str, Any]:
+    return {"term": request.term, "epoch": request.epoch, "pre": request.pre}
+
+
+def _reply(peer: str, answer: Mapping[str, Any]) -> el.VoteReply:
+    return el.VoteReply(int(answer["term"]), peer, bool(answer["granted"]),
+                        str(answer.get("reason", "")), bool(answer.get("pre", False)))
+
+
+def _endpoint_problems(config: ClusterConfig) -> list[str]:
+    problems = []
+    for i, node in enumerate(config.nodes):
+        if not node.addresses:
+            problems.append(f"nodes[{i}].addresses: {node.name} needs a heartbeat address")
+        if not node.rpc:
+            problems.append(f"nodes[{i}].rpc: {node.name} needs an address for calls")
+    return problems

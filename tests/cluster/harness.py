@@ -1,0 +1,161 @@
+"""Several real cluster servers on this machine, each in its own cgroup, for cluster tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyha.fencing import CgroupFence, cgroup_name, detect_hierarchies, enter_argv, remove_cgroup
+from pyha.membership.keys import generate_key
+
+GUARD = '''
+import fcntl, sys, time
+lock = open(sys.argv[1], "a+")
+try:
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except OSError:
+    with open(sys.argv[2], "a") as record:
+        record.write(f"VIOLATION {time.time()}\\n")
+    sys.exit(1)
+with open(sys.argv[2], "a") as record:
+    record.write(f"start {time.time()}\\n")
+while True:
+    time.sleep(1)
+'''
+"""A service that can run only once at a time: it holds an exclusive lock on a shared
+file, and a second copy that cannot get it writes VIOLATION and exits."""
+
+
+def free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def cgroups_usable() -> str:
+    """Why cluster tests with cgroup fencing cannot run here, or '' when they can."""
+    if os.geteuid() != 0:
+        return "needs root to put each node in its own cgroup"
+    if not detect_hierarchies():
+        return "no writable cgroup hierarchy"
+    return ""
+
+
+@dataclass
+class LocalCluster:
+    """N cluster servers on 127.0.0.1, a guarded service group, and their cleanup."""
+
+    root: Path
+    size: int = 3
+    name: str = field(default_factory=lambda: f"t{os.getpid()}")
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.nodes = [f"n{i}" for i in range(1, self.size + 1)]
+        self.key = self.root / "cluster.key"
+        generate_key(self.key)
+        (self.root / "guard.py").write_text(GUARD)
+        self.record = self.root / "record.txt"
+        self.config = self.root / "cluster.toml"
+        self.config.write_text(self._toml())
+
+    def _toml(self) -> str:
+        lines = [f'[cluster]\nname = "{self.name}"\ncycle_interval = "500ms"',
+                 f'state_dir = "{self.root / "unused"}"', ""]
+        for node in self.nodes:
+            lines += ["[[nodes]]", f'name = "{node}"',
+                      f'addresses = ["127.0.0.1:{free_port(socket.SOCK_DGRAM)}"]',
+                      f'rpc = "127.0.0.1:{free_port(socket.SOCK_STREAM)}"',
+                      'fence = { kind = "cgroup" }', ""]
+        command = [sys.executable, str(self.root / "guard.py"), str(self.root / "lock"),
+                   str(self.record)]
+        lines += ["[[groups]]", 'name = "svc"', "[[groups.resources]]", 'name = "guard"',
+                  'type = "process"',
+                  'operations = [{ name = "monitor", interval = "1s", timeout = "5s" }]',
+                  "[groups.resources.params]",
+                  "command = [" + ", ".join(f'"{c}"' for c in command) + "]",
+                  'stop_grace = "2s"']
+        return "\n".join(lines) + "\n"
+
+    def state_dir(self, node: str) -> Path:
+        return self.root / node
+
+    def start(self, node: str) -> None:
+        argv = [sys.executable, "-m", "pyha.cli", "server", "--config", str(self.config),
+                "--node", node, "--key", str(self.key), "--state-dir",
+                str(self.state_dir(node)), "--log-level", "DEBUG"]
+        with (self.root / f"{node}.log").open("ab") as out:
+            self.procs[node] = subprocess.Popen(
+                enter_argv(cgroup_name(self.name, node), argv), stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def log(self, node: str) -> str:
+        path = self.root / f"{node}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def running_on(self) -> list[str]:
+        """Nodes where the guarded service has a live process."""
+        where = []
+        for node in self.nodes:
+            pid = _recorded_pid(self.state_dir(node) / "process" / "guard.pid")
+            if pid and _alive(pid):
+                where.append(node)
+        return where
+
+    def violations(self) -> list[str]:
+        text = self.record.read_text() if self.record.exists() else ""
+        return [line for line in text.splitlines() if line.startswith("VIOLATION")]
+
+    def kill_server(self, node: str) -> None:
+        """SIGKILL the node's cluster server only: what it started keeps running."""
+        self.procs[node].send_signal(signal.SIGKILL)
+        self.procs[node].wait(timeout=10)
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        fence = CgroupFence(self.name)
+        for node in self.nodes:
+            fence.fence(node, time.monotonic() + 10)
+            remove_cgroup(cgroup_name(self.name, node))
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `check` until true; bounded in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+def _recorded_pid(path: Path) -> int | None:
+    import json
+
+    try:
+        return int(json.loads(path.read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
