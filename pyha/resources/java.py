@@ -198,13 +198,13 @@ class JavaRuntime:
     # ------------------------------------------------------------ internals
 
     def _host_jars(self) -> tuple[Path, list[Path]]:
-        jars = []
+        jars: dict[Path, None] = {}  # ordered, and each jar once (two folders may build one jar)
         for source in self.sources:
             try:
-                jars.append(self.jar(source))
+                jars[self.jar(source)] = None
             except PluginError as exc:
                 _LOG.warning("leaving %s out of the JVM host: %s", source.origin.location, exc)
-        return self.spi_jar(), jars
+        return self.spi_jar(), list(jars)
 
     def _listing_key(self, jar: Path, spi: Path) -> str:
         try:
