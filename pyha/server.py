@@ -25,6 +25,8 @@ from pyha.scheduler import schedule
 from pyha.scheduler.inputs import INPUTS_DIR, INPUTS_KEPT, SchedulerInput, input_name, input_number
 
 DEFAULT_MONITOR_INTERVAL = 10.0
+WAKE_CHECK = 0.05
+"""How often an idle loop looks for wake() (a config change, a command)."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,9 @@ class ClusterServer:
         self.state_dir = Path(state_dir or config.cluster.state_dir)
         self.log = logging.getLogger("pyha.server")
         self.members = bind_members(config, registry)
+        self.registry = registry
+        self._pending: tuple[ClusterConfig, dict[str, Member]] | None = None
+        self._pending_lock = threading.Lock()
         self.history = OperationHistory()
         self.executor = executor or Executor(node=self.node, clock=self.clock,
                                              state_dir=self.state_dir, history=self.history)
@@ -143,7 +148,7 @@ class ClusterServer:
         self.probe()
         while not stop.is_set():
             self.cycle()
-            self.clock.wait(stop, self._wait_time())
+            self._idle(stop)
         self.shutdown()
 
     def probe(self) -> None:
@@ -155,6 +160,7 @@ class ClusterServer:
     def cycle(self) -> str:
         """One decision cycle: due monitors, schedule, act. Returns the decision line."""
         self._cycle += 1
+        self.apply_pending()
         self.monitor_tick()
         view, now = self.view(), self.clock.wall()
         transition = schedule(self.config, view, now)
@@ -187,6 +193,79 @@ class ClusterServer:
     def wake(self) -> None:
         """Make the loop run a cycle now (after a config change or a command)."""
         self._wake.set()
+
+    # -- reconfiguration ----------------------------------------------------------------
+
+    def reconfigure(self, config: ClusterConfig) -> str:
+        """Take a new configuration: bind and check it first, apply it at the next cycle.
+
+        Every resource is bound to its type through the registry and its parameters
+        are checked before anything is touched; a configuration that fails raises
+        ConfigError (logged) and the running one stays. Otherwise the next cycle
+        stops removed resources and those whose type or parameters changed (they start
+        again with the new ones), updates monitors, probes new resources, and then
+        schedules with the new configuration. Returns what will change, in words.
+        """
+        try:
+            if not any(n.name == self.node for n in config.nodes):
+                raise ConfigError(f"nodes: this node ({self.node}) is not in the new "
+                                  "configuration")
+            members = bind_members(config, self.registry)
+        except ConfigError as exc:
+            self.log.error("configuration epoch %d rejected; keeping epoch %d: %s",
+                           config.epoch, self.config.epoch, exc)
+            raise
+        with self._pending_lock:
+            self._pending = (config, members)
+        plan = _describe_plan(_member_changes(self.members, members))
+        self.log.info("configuration epoch %d accepted: %s", config.epoch, plan)
+        self.wake()
+        return plan
+
+    def apply_pending(self) -> bool:
+        """Switch to a configuration `reconfigure` accepted; True if there was one."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, None
+        if pending is None:
+            return False
+        config, members = pending
+        removed, added, restarted, remonitor = _member_changes(self.members, members)
+        order = list(self.members)
+        for name in sorted(set(removed) | set(restarted), key=order.index, reverse=True):
+            self._stop_for_change(self.members[name], "removed" if name in removed
+                                  else "its type or parameters changed")
+        for name in removed:
+            self._forget(name)
+        self.config, self.members = config, members
+        for name in remonitor:
+            if self._role(name) in (Role.STARTED, Role.PROMOTED):
+                self.monitors.remove(name)
+                self._schedule_monitors(members[name])
+        for name in added:
+            self.monitors.remove(name)
+            self._probed(members[name], self._run(members[name], "monitor"))
+        self.log.info("configuration epoch %d in force", config.epoch)
+        return True
+
+    def _stop_for_change(self, member: Member, why: str) -> None:
+        name = member.resource.name
+        self.monitors.remove(name)
+        if self._role(name) in (Role.STOPPED, Role.UNKNOWN):
+            return
+        self.log.info("stopping %s: %s", name, why)
+        result = self._run(member, "stop")
+        if result.ok:
+            self._set(member, Role.STOPPED)
+        else:
+            self.log.error("could not stop %s (%s): %s; it may still run, stop it by hand",
+                           name, why, result.describe())
+            self._failed(member, result)
+
+    def _forget(self, name: str) -> None:
+        self._roles.pop(name, None)
+        self._policies.pop(name, None)
+        self.fail_counts.clear(name)
+        self.monitors.remove(name)
 
     # -- the view ---------------------------------------------------------------------
 
@@ -367,6 +446,16 @@ class ClusterServer:
                 states[group.name] = "starting"
         return states
 
+    def _idle(self, stop: threading.Event) -> None:
+        """Wait for the next due cycle, returning early on stop() or wake()."""
+        deadline = self.clock.now() + self._wait_time()
+        while not stop.is_set() and not self._wake.is_set():
+            left = deadline - self.clock.now()
+            if left <= 0:
+                return
+            self.clock.wait(stop, min(left, WAKE_CHECK))
+        self._wake.clear()
+
     def _wait_time(self) -> float:
         if self._wake.is_set():
             self._wake.clear()
@@ -394,6 +483,27 @@ def save_input(directory: Path, data: SchedulerInput, keep: int = INPUTS_KEPT) -
 
 _ROLE_AFTER = {ActionKind.START: Role.STARTED, ActionKind.STOP: Role.STOPPED,
                ActionKind.PROMOTE: Role.PROMOTED, ActionKind.DEMOTE: Role.STARTED}
+
+
+def _member_changes(old: dict[str, Member], new: dict[str, Member],
+                    ) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(removed, added, restarted, monitors changed) between two bindings, in order."""
+    removed = [n for n in old if n not in new]
+    added = [n for n in new if n not in old]
+    restarted = [n for n in new if n in old and (
+        old[n].resource.type != new[n].resource.type or old[n].params != new[n].params
+        or old[n].agent.name != new[n].agent.name)]
+    remonitor = [n for n in new if n in old and n not in restarted
+                 and old[n].monitor_plan() != new[n].monitor_plan()]
+    return removed, added, restarted, remonitor
+
+
+def _describe_plan(changes: tuple[list[str], list[str], list[str], list[str]]) -> str:
+    removed, added, restarted, remonitor = changes
+    parts = [f"{label} {', '.join(names)}" for label, names in (
+        ("stop and remove", removed), ("restart", restarted), ("add", added),
+        ("new monitors for", remonitor)) if names]
+    return "; ".join(parts) or "no resource changes"
 
 
 def _only_node(config: ClusterConfig) -> str:
