@@ -49,10 +49,12 @@ __all__ = [
     "Host",
     "Lab",
     "Namespace",
+    "NetnsError",
     "PluginReply",
     "Worker",
     "netns_lab",
     "plugin_operation",
+    "serve_banner",
     "tcp_connect",
 ]
 

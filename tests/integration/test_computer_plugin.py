@@ -118,6 +118,14 @@ def op(lab: Lab, operation: str, params: dict[str, Any], timeout: float = 10.0) 
     return plugin_operation(lab.hosts["a"], PLUGIN_DIR, operation, params, timeout=timeout)
 
 
+def answers_again(lab: Lab, tries: int = 20) -> bool:
+    """True once host a gets an answer from the computer; a few tries, 0.5s each at most."""
+    a = lab.hosts["a"]
+    return any(
+        a.call("tests.netns:tcp_connect", COMPUTER, 22, 0.5) == "ECONNREFUSED" for _ in range(tries)
+    )
+
+
 def failing(message: str, code: int = 1) -> list[str]:
     """A command that writes `message` to stderr and exits `code`."""
     return [PY, "-c", f"import sys; sys.stderr.write({message!r} + '\\n'); sys.exit({code})"]
@@ -136,7 +144,7 @@ def test_start_powers_on_and_waits_until_it_answers(lab: Lab, power: Power) -> N
     assert started.code == 0, started.text
     assert power.is_on()
     assert power.calls() == ["on"]
-    assert lab.hosts["a"].call("tests.netns:tcp_connect", COMPUTER, 22, 1.0) == "ECONNREFUSED"
+    assert lab.hosts["a"].call("tests.netns:tcp_connect", COMPUTER, 22, 5.0) == "ECONNREFUSED"
     assert op(lab, "monitor", params).code == 0
     assert op(lab, "start", params).code == 0
     assert power.calls() == ["on"]  # it answered: no second power on
@@ -172,6 +180,7 @@ def test_monitor_sees_the_computer_die_behind_its_back(lab: Lab, power: Power) -
     b.unplug()
     assert op(lab, "monitor", params).code == 7
     b.plug()
+    assert answers_again(lab)
     assert op(lab, "monitor", params).code == 0
 
     # Powered on (its port is up) but its own network interface is down: a failure.
@@ -202,7 +211,7 @@ def test_failing_power_commands_report_their_stderr(lab: Lab, power: Power) -> N
 def test_start_gives_up_at_its_deadline(lab: Lab, power: Power) -> None:
     lab.hosts["b"].unplug()
     params = computer(power, power_on=["true"])
-    started = op(lab, "start", params, timeout=2.0)
+    started = op(lab, "start", params, timeout=3.0)
     assert started.code == 1
     assert "198.18.10.102 is still not up: no answer on TCP port 22" in started.text
 
@@ -210,7 +219,7 @@ def test_start_gives_up_at_its_deadline(lab: Lab, power: Power) -> None:
 @pytest.mark.root
 def test_health_command(lab: Lab, power: Power) -> None:
     sick = computer(power, health_command=failing("disk full", 3))
-    assert op(lab, "start", sick, timeout=2.0).code == 1
+    assert op(lab, "start", sick, timeout=3.0).code == 1
     monitored = op(lab, "monitor", sick)
     assert monitored.code == 1
     assert "answers but is unhealthy: health_command: exit 3: disk full" in monitored.text
@@ -238,7 +247,7 @@ def test_fence_trusts_only_the_power_commands(lab: Lab, power: Power) -> None:
     assert power.calls() == ["off", "status"]
 
     stuck = computer(power, power_status=["echo", "Chassis Power is on"])
-    refused = op(lab, "fence", stuck, timeout=2.0)
+    refused = op(lab, "fence", stuck, timeout=3.0)
     assert refused.code == 1
     assert "is not confirmed off: power_status says on" in refused.text
 
