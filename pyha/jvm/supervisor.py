@@ -182,16 +182,22 @@ class JvmHost:
         could be started.
         """
         clock = clock or MonotonicClock()
-        process = self._ensure(run_dir, deadline, clock)
-        remaining = max(0.0, deadline - clock.now())
-        try:
-            pending = process.connection.send(
-                {**request, "timeout_ms": int(remaining * 1000)}, on_log
-            )
-        except ChannelError as exc:
-            self._forget(process, f"the channel broke: {exc}")
-            return HostReply("died", message=self._death(process, str(exc)))
-        return self._wait(process, pending, deadline, clock, cancelled)
+        for attempt in (1, 2):
+            process = self._ensure(run_dir, deadline, clock)
+            remaining = max(0.0, deadline - clock.now())
+            try:
+                pending = process.connection.send(
+                    {**request, "timeout_ms": int(remaining * 1000)}, on_log
+                )
+            except ChannelError as exc:
+                # The host died before the request reached it, so nothing ran: one new
+                # host may take it. A second failure in a row is reported.
+                self._forget(process, f"the channel broke: {exc}")
+                if attempt == 2:
+                    return HostReply("died", message=self._death(process, str(exc)))
+                continue
+            return self._wait(process, pending, deadline, clock, cancelled)
+        raise AssertionError("unreachable: the loop returns")
 
     def start(self, run_dir: Path | None = None) -> int:
         """Start the host now if none runs; its pid."""
@@ -276,11 +282,13 @@ class JvmHost:
     def _ensure(self, run_dir: Path | None, deadline: float, clock: Clock) -> _Process:
         with self._lock:
             process = self._process
-            if process is not None and process.connection.closed is None:
+            if process is not None and _usable(process):
                 return process
             if process is not None:
                 self._process = None
-                self._stop(process, kill=True, reason=process.connection.closed or "closed")
+                why = process.connection.closed or describe_exit(process.popen.poll())
+                _LOG.warning("the JVM host (pid %d) is gone: %s", process.popen.pid, why)
+                self._stop(process, kill=True, reason=why)
             process = self._spawn(run_dir, deadline, clock)
             self._process = process
             generation = process.generation
@@ -390,6 +398,11 @@ class JvmHost:
             shutil.rmtree(process.run_dir, ignore_errors=True)
         else:
             process.socket.unlink(missing_ok=True)
+
+
+def _usable(process: _Process) -> bool:
+    """True if the host runs and its channel is open (a dead host is noticed here)."""
+    return process.popen.poll() is None and process.connection.closed is None
 
 
 def _read_line(fd: int, remaining: Callable[[], float]) -> str | None:

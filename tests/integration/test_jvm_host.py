@@ -442,6 +442,15 @@ def test_a_host_killed_mid_operation_is_restarted_on_the_next_call(host: JvmHost
     assert host.restarts == 1
 
 
+def test_a_host_that_died_while_idle_is_replaced_by_the_next_call(host: JvmHost) -> None:
+    pid = host.start()
+    os.kill(pid, signal.SIGKILL)
+    assert _wait_gone(pid)
+    reply = _invoke(host, code="6")
+    assert (reply.status, reply.body["code"]) == ("done", 6)
+    assert host.restarts == 1
+
+
 def test_close_stops_the_host_and_removes_its_socket(host: JvmHost) -> None:
     pid = host.start()
     assert host.run_dir is not None
