@@ -56,6 +56,8 @@ class LocalCluster:
     root: Path
     size: int = 3
     name: str = field(default_factory=lambda: f"t{os.getpid()}")
+    fence: str = 'fence = { kind = "cgroup" }'
+    """The fence line of every node ('' for none)."""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -74,7 +76,7 @@ class LocalCluster:
             lines += ["[[nodes]]", f'name = "{node}"',
                       f'addresses = ["127.0.0.1:{free_port(socket.SOCK_DGRAM)}"]',
                       f'rpc = "127.0.0.1:{free_port(socket.SOCK_STREAM)}"',
-                      'fence = { kind = "cgroup" }', ""]
+                      self.fence, ""]
         command = [sys.executable, str(self.root / "guard.py"), str(self.root / "lock"),
                    str(self.record)]
         lines += ["[[groups]]", 'name = "svc"', "[[groups.resources]]", 'name = "guard"',
@@ -113,6 +115,25 @@ class LocalCluster:
     def violations(self) -> list[str]:
         text = self.record.read_text() if self.record.exists() else ""
         return [line for line in text.splitlines() if line.startswith("VIOLATION")]
+
+    def starts(self) -> int:
+        """How many times the guarded service started, anywhere."""
+        text = self.record.read_text() if self.record.exists() else ""
+        return sum(1 for line in text.splitlines() if line.startswith("start"))
+
+    def coordinator(self) -> str | None:
+        """The node whose log last said it was elected (None before any election)."""
+        best: tuple[int, str] | None = None
+        for node in self.nodes:
+            for line in self.log(node).splitlines():
+                if "elected coordinator for term" in line:
+                    term = int(line.rsplit(" ", 1)[1])
+                    if best is None or term > best[0]:
+                        best = (term, node)
+        return best[1] if best else None
+
+    def signal(self, node: str, sig: signal.Signals) -> None:
+        self.procs[node].send_signal(sig)
 
     def kill_server(self, node: str) -> None:
         """SIGKILL the node's cluster server only: what it started keeps running."""

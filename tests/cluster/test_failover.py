@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(cgroups_usable()),
                                                    reason=cgroups_usable() or "usable")]
 
 
+def started(c: LocalCluster) -> str:
+    wait_for(lambda: len(c.running_on()) == 1, 40, "the service starts somewhere")
+    wait_for(lambda: c.coordinator() is not None, 10, "a coordinator is elected")
+    return c.running_on()[0]
+
+
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
     c = LocalCluster(tmp_path)
@@ -22,13 +29,12 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
         yield c
     finally:
         c.close()
+    assert c.violations() == [], "the service ran on two nodes at once"
 
 
 def test_the_group_starts_once_and_moves_after_its_node_is_fenced(
         cluster: LocalCluster) -> None:
-    wait_for(lambda: len(cluster.running_on()) == 1, 40, "the service starts somewhere")
-    (first,) = cluster.running_on()
-
+    first = started(cluster)
     cluster.kill_server(first)  # the server dies; the service it started keeps running
     wait_for(lambda: any(n != first for n in cluster.running_on()), 40,
              "the service runs on another node")
@@ -37,4 +43,58 @@ def test_the_group_starts_once_and_moves_after_its_node_is_fenced(
     logs = "".join(cluster.log(n) for n in cluster.nodes if n != first)
     assert f"fencing {first}" in logs
     assert f"fence {first}: cgroup" in logs
-    assert cluster.violations() == []
+    assert cluster.starts() == 2
+
+
+def test_losing_the_coordinator_elsewhere_leaves_the_service_alone(
+        cluster: LocalCluster) -> None:
+    where = started(cluster)
+    coordinator = cluster.coordinator()
+    assert coordinator is not None
+    if coordinator == where:
+        pytest.skip("the coordinator runs the service this time; the other test covers it")
+    cluster.kill_server(coordinator)
+    wait_for(lambda: cluster.coordinator() not in (None, coordinator), 30,
+             "a new coordinator is elected")
+    new = cluster.coordinator()
+    wait_for(lambda: f"fence {coordinator}: cgroup" in cluster.log(new or ""), 30,
+             "the lost coordinator is fenced")
+    assert cluster.running_on() == [where]
+    assert cluster.starts() == 1
+
+
+def test_a_paused_server_is_fenced_before_its_service_starts_elsewhere(
+        cluster: LocalCluster) -> None:
+    first = started(cluster)
+    cluster.signal(first, signal.SIGSTOP)  # paused: it stops nothing, its service runs on
+    wait_for(lambda: any(n != first for n in cluster.running_on()), 40,
+             "the service runs on another node")
+    assert len(cluster.running_on()) == 1
+    assert cluster.starts() == 2
+
+
+def test_a_clean_shutdown_moves_the_group_away_first(cluster: LocalCluster) -> None:
+    first = started(cluster)
+    cluster.signal(first, signal.SIGTERM)
+    assert cluster.procs[first].wait(timeout=60) == 0
+    wait_for(lambda: len(cluster.running_on()) == 1, 30, "the service runs elsewhere")
+    assert cluster.running_on() != [first]
+    assert cluster.starts() == 2
+    logs = "".join(cluster.log(n) for n in cluster.nodes)
+    assert f"fencing {first}" not in logs
+
+
+def test_without_a_fence_device_a_lost_node_is_not_recovered(tmp_path: Path) -> None:
+    c = LocalCluster(tmp_path, fence="")
+    try:
+        for node in c.nodes:
+            c.start(node)
+        first = started(c)
+        c.kill_server(first)
+        others = [n for n in c.nodes if n != first]
+        wait_for(lambda: any("it has no fence device, so its groups wait" in c.log(n)
+                             for n in others), 30, "the coordinator says why it waits")
+        assert c.running_on() == [first]  # still where it was: never on two nodes
+        assert c.starts() == 1
+    finally:
+        c.close()
