@@ -259,6 +259,7 @@ def _health(ctx: OperationContext, settings: Settings) -> str | None:
         deadline=ctx.deadline,
         clock=ctx.clock,
         log=ctx.log,
+        label=f"health_command of {ctx.resource}",
     )
     return None if result.ok else f"health_command: {command_failure(result)}"
 
@@ -285,7 +286,14 @@ def _power(ctx: OperationContext, settings: Settings, which: str) -> int:
     argv: list[str] = getattr(settings, which)
     # Keep a little of the budget to report a hung command before the deadline.
     deadline = ctx.deadline - min(1.0, 0.1 * ctx.remaining())
-    result = run_command(argv, deadline=deadline, clock=ctx.clock, grace=COMMAND_GRACE, log=ctx.log)
+    result = run_command(
+        argv,
+        deadline=deadline,
+        clock=ctx.clock,
+        grace=COMMAND_GRACE,
+        log=ctx.log,
+        label=f"{which} of {ctx.resource}",  # its arguments may hold a password
+    )
     if result.ok:
         return OcfCode.SUCCESS
     ctx.log.error(
@@ -304,6 +312,7 @@ def _power_state(ctx: OperationContext, settings: Settings) -> PowerState:
         deadline=ctx.deadline,
         clock=ctx.clock,
         log=ctx.log,
+        label=f"power_status of {ctx.resource}",
     )
     state = read_power_state(result)
     if state is PowerState.UNKNOWN:

@@ -90,14 +90,20 @@ def run_probe_command(
     deadline: float,
     clock: Clock,
     log: logging.Logger,
+    label: str | None = None,
 ) -> CommandResult:
-    """Run `argv` for at most `timeout` seconds and never past `deadline`."""
+    """Run `argv` for at most `timeout` seconds and never past `deadline`.
+
+    `label` names the command in warnings instead of its arguments, which may hold a
+    password (ipmitool -P).
+    """
     return run_command(
         argv,
         deadline=min(deadline, clock.now() + timeout),
         clock=clock,
         grace=COMMAND_GRACE,
         log=log,
+        label=label,
     )
 
 

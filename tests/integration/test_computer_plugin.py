@@ -208,6 +208,15 @@ def test_failing_power_commands_report_their_stderr(lab: Lab, power: Power) -> N
 
 
 @pytest.mark.root
+def test_a_hung_power_command_is_named_without_its_arguments(lab: Lab, power: Power) -> None:
+    hung = [PY, "-c", "import time; time.sleep(30)", "-P", "s3cret"]
+    stopped = op(lab, "stop", computer(power, power_off=hung), timeout=2.0)
+    assert stopped.code == 1
+    assert "power_off failed: power_off of r1: timed out" in stopped.text
+    assert "s3cret" not in stopped.text
+
+
+@pytest.mark.root
 def test_start_gives_up_at_its_deadline(lab: Lab, power: Power) -> None:
     lab.hosts["b"].unplug()
     params = computer(power, power_on=["true"])
