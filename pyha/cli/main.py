@@ -32,9 +32,10 @@ def _root(
 
 def _register() -> None:
     """Attach the sub-commands; each module owns its part of the command line."""
-    from pyha.cli import keys, resource_types, run
+    from pyha.cli import directory, keys, resource_types, run
 
     app.add_typer(resource_types.app, name="resource-type")
+    app.add_typer(directory.app, name="directory")
     run.register(app)
     keys.register(app)
 

@@ -48,7 +48,7 @@ def _registry(config: ClusterConfig, extra: list[Path]) -> Registry:
 
 
 def server(
-    config: Path = typer.Option(..., "--config", "-c", help="Cluster file (TOML)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Cluster file (TOML)."),
     node: str | None = typer.Option(None, help="This node's name (default: the only node)."),
     state_dir: Path | None = typer.Option(None, help="Override the cluster's state_dir."),
     plugin_path: list[Path] = typer.Option([], help="More plugin folders.", show_default=False),
@@ -56,6 +56,19 @@ def server(
     key: Path | None = typer.Option(
         None, help="The cluster key (default: the cluster's key_file, else "
                    "<state_dir>/cluster.key); needed with several nodes."),
+    directory: str | None = typer.Option(
+        None, "--directory", help="Read the configuration from this LDAP directory (URL) "
+                                  "and follow its changes; see `pyha directory`."),
+    bootstrap: Path | None = typer.Option(
+        None, help="A bootstrap file whose [directory] section says where the "
+                   "configuration lives."),
+    base_dn: str | None = typer.Option(None, help="With --directory: the base DN."),
+    bind_dn: str | None = typer.Option(None, help="With --directory: the DN to bind as."),
+    password_file: Path | None = typer.Option(
+        None, help="With --directory: the bind password's file (else "
+                   "$PYHA_DIRECTORY_PASSWORD)."),
+    cluster_name: str | None = typer.Option(None, "--cluster",
+                                            help="With --directory: the cluster's name."),
 ) -> None:
     """Run this node's cluster server until SIGTERM; then stop everything and exit 0.
 
@@ -63,6 +76,14 @@ def server(
     fencing) and leaves cleanly on SIGTERM, moving its groups away first.
     """
     logs.setup(log_level)
+    if directory or bootstrap:
+        _serve_directory(bootstrap, directory, base_dn, bind_dn, password_file, cluster_name,
+                         node, state_dir, plugin_path)
+        return
+    if config is None:
+        typer.echo("pyha server: --config FILE, --directory URL or --bootstrap FILE is "
+                   "required", err=True)
+        raise typer.Exit(EXIT_CONFIG)
     try:
         cluster = ClusterConfig.from_toml(config)
         registry = _registry(cluster, plugin_path)
@@ -75,6 +96,21 @@ def server(
         typer.echo(f"pyha server: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
     srv.run(_stop_on_signals())
+
+
+def _serve_directory(bootstrap: Path | None, url: str | None, base_dn: str | None,
+                     bind_dn: str | None, password_file: Path | None, cluster: str | None,
+                     node: str | None, state_dir: Path | None, plugin_path: list[Path]) -> None:
+    from pyha.cli import directory
+
+    try:
+        boot = directory.connection(bootstrap, None, url, base_dn, bind_dn, password_file,
+                                    cluster)
+        directory.serve(boot, node=node, state_dir=state_dir, plugin_paths=plugin_path,
+                        stop=_stop_on_signals())
+    except PyhaError as exc:
+        typer.echo(f"pyha server: {exc}", err=True)
+        raise typer.Exit(EXIT_CONFIG) from None
 
 
 def _cluster_node(cluster: ClusterConfig, registry: Registry, node: str | None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import secrets
 import shutil
@@ -98,6 +99,33 @@ class SlapdConfig:
         if self.ldaps_port:
             urls.append(f"ldaps://{self.host}:{self.ldaps_port}/")
         return " ".join(urls)
+
+
+INSTANCE_FILE = "instance.json"
+"""Written by `create`: what `start` needs to run the instance again (no password)."""
+
+
+def save_instance(cfg: SlapdConfig) -> None:
+    """Record an instance's settings next to it."""
+    data = {"port": cfg.port, "suffix": cfg.suffix, "admin_dn": cfg.bind_dn,
+            "server_id": cfg.server_id, "peers": list(cfg.peers), "nosync": cfg.nosync,
+            "ldaps_port": cfg.ldaps_port, "host": cfg.host,
+            "tls": [str(cfg.tls.cert), str(cfg.tls.key), str(cfg.tls.ca)] if cfg.tls else None}
+    (cfg.directory / INSTANCE_FILE).write_text(json.dumps(data, indent=2) + "\n")
+
+
+def load_instance(directory: Path, password: str) -> SlapdConfig:
+    """The settings `create` recorded for the instance in `directory`."""
+    try:
+        data = json.loads((directory / INSTANCE_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise DirectoryError(f"{directory}: no slapd instance here ({exc})") from None
+    tls = TlsFiles(*map(Path, data["tls"])) if data.get("tls") else None
+    return SlapdConfig(directory=directory, port=data["port"], suffix=data["suffix"],
+                       password=password, admin_dn=data["admin_dn"],
+                       server_id=data["server_id"], peers=tuple(data["peers"]),
+                       nosync=data["nosync"], tls=tls, ldaps_port=data.get("ldaps_port"),
+                       host=data.get("host", "127.0.0.1"))
 
 
 def config_ldif(cfg: SlapdConfig, schema_file: Path) -> str:
@@ -210,6 +238,7 @@ class Slapd:
                               capture_output=True, text=True, check=False, timeout=60)
         if done.returncode != 0:
             raise DirectoryError(f"slapadd of cn=config failed: {done.stderr.strip()}")
+        save_instance(self.cfg)
 
     def start(self, timeout: float = 10.0, *, detach: bool = False) -> None:
         """Run slapd in the foreground as a child; wait until it accepts a bind."""

@@ -295,6 +295,13 @@ class EntryStore(Directory):
                 self._write_entries(raw, config_to_entries(new, self.layout))
             return new
 
+    def ensure_base(self) -> bool:
+        """Create the base DN's entry if it is missing; True if it was created."""
+        if self._exists(self.layout.base_dn):
+            return False
+        self._add(base_entry(self.layout.base_dn))
+        return True
+
     def _claim_epoch(self, raw: list[Entry], epoch: int) -> None:
         cluster = _cluster_entry(raw, self.layout)
         current = cluster.values("pyhaEpoch")[0] if cluster and cluster.values("pyhaEpoch") \
@@ -377,6 +384,15 @@ class EntryStore(Directory):
         records = sorted(_parsed(self._records("audit", "pyhaAuditEntry"), audit_from_entry),
                          key=lambda r: r.id)
         return records[-limit:] if limit else records
+
+    def export_entries(self, records: bool = False) -> list[Entry]:
+        """The cluster's entries as stored; with `records`, status and audit too."""
+        entries = self._config_entries()
+        if records:
+            for container, oc in (("status", "pyhaNodeStatus"), ("status", "pyhaResourceStatus"),
+                                  ("audit", "pyhaAuditEntry")):
+                entries += self._records(container, oc)
+        return entries
 
     def prune_audit(self, keep: int) -> int:
         """Delete all but the newest `keep` audit records; returns how many went."""
