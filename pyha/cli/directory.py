@@ -95,7 +95,7 @@ def open_directory(settings: DirectorySettings) -> LdapDirectory:
 def _write_secret(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(text + "\n")
+        out.write(text)  # no newline: `ldapsearch -y FILE` sends the file's bytes as they are
     path.chmod(0o600)
 
 
@@ -221,10 +221,10 @@ def import_(
     """Replace the cluster's configuration with a file's, after checking all of it."""
     try:
         config, layout = read_config_file(file)
-        name = cluster or config.cluster.name
-        boot = connection(bootstrap, state_dir, url, base_dn, bind_dn, password_file, name,
+        boot = connection(bootstrap, state_dir, url, base_dn, bind_dn, password_file, cluster,
                           starttls, ca_file)
-        directory = open_directory(boot.directory)
+        directory = open_directory(boot.directory.model_copy(
+            update={"cluster": boot.directory.cluster or config.cluster.name}))
         check_target(layout, directory.layout)
         _import(directory, config, file, dry_run)
     except PyhaError as exc:
@@ -233,6 +233,9 @@ def import_(
 
 def _import(directory: LdapDirectory, config: ClusterConfig, file: Path,
             dry_run: bool) -> None:
+    if config.cluster.name != directory.layout.cluster:
+        raise ConfigError(f"the file is for cluster {config.cluster.name!r}, the directory "
+                          f"connection names cluster {directory.layout.cluster!r}")
     try:
         changes = [c.describe() for c in diff_configs(directory.load(), config)]
     except ClusterNotFound:
@@ -241,7 +244,7 @@ def _import(directory: LdapDirectory, config: ClusterConfig, file: Path,
         changes = ["replace the configuration stored now (it does not load)"]
     for line in changes or ["no changes"]:
         typer.echo(line)
-    if dry_run:
+    if dry_run or not changes:
         return
     new = directory.replace(config)
     directory.write_audit(AuditRecord.new(

@@ -6,7 +6,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,9 @@ from pyha.scheduler import schedule
 from pyha.server import ClusterServer
 
 log = logging.getLogger("pyha.cluster")
+
+_WAITING = {True: el.Role.PRE_CANDIDATE, False: el.Role.CANDIDATE}
+"""The role a node has while its pre-vote (True) or vote (False) round is open."""
 
 LEAVE_TIMEOUT = 60.0
 """How long a node shutting down waits for the coordinator to move its groups away."""
@@ -216,41 +219,42 @@ class ClusterNode:
                                                self.clock.now())
             self.election = state
         while request is not None:
-            replies = self._ask_all("vote", _request_body(request))
-            request = None
-            for peer, answer in replies.items():
-                with self._lock:
-                    before = self.election
-                    self.election, follow_up = el.on_vote_reply(
-                        before, _reply(peer, answer), voters=self.voters,
-                        now=self.clock.now(),
-                        lease=self.lease, epoch=self.config.epoch)
-                    self._persist_if_changed(before)
-                    became = (self.election.role is el.Role.COORDINATOR
-                              and before.role is not el.Role.COORDINATOR)
-                if became:
-                    log.warning("elected coordinator for term %d", self.election.term)
-                    self._wake.set()
-                if follow_up is not None:
-                    request = follow_up
-                    break
+            request = self._round(request)
 
-    def _ask_all(self, method: str, params: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """Call `method` on every voting peer at once; the answers of those that answered."""
-        voters = [n for n in self.peers if n in self.voters]
-        if not voters:
-            return {}
+    def _round(self, request: el.VoteRequest) -> el.VoteRequest | None:
+        """Ask every voter at once and count answers as they come: a paused peer must not
+        hold up the others. Returns the real request when the pre-vote was won."""
+        peers = [n for n in self.peers if n in self.voters]
+        pool = ThreadPoolExecutor(max_workers=max(1, len(peers)))
+        try:
+            calls = {pool.submit(self.peers[p].call, "vote", _request_body(request)): p
+                     for p in peers}
+            for done in as_completed(calls):
+                try:
+                    answer = done.result()
+                except PyhaError as exc:
+                    log.debug("vote from %s: %s", calls[done], exc)
+                    continue
+                follow_up = self._count(_reply(calls[done], answer))
+                if follow_up is not None or self.election.role is not _WAITING[request.pre]:
+                    return follow_up
+            return None
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
-        def ask(peer: str) -> dict[str, Any] | None:
-            try:
-                return self.peers[peer].call(method, params)
-            except PyhaError as exc:
-                log.debug("%s to %s: %s", method, peer, exc)
-                return None
-
-        with ThreadPoolExecutor(max_workers=len(voters)) as pool:
-            answers = dict(zip(voters, pool.map(ask, voters), strict=True))
-        return {peer: a for peer, a in answers.items() if a is not None}
+    def _count(self, reply: el.VoteReply) -> el.VoteRequest | None:
+        with self._lock:
+            before = self.election
+            self.election, follow_up = el.on_vote_reply(
+                before, reply, voters=self.voters, now=self.clock.now(), lease=self.lease,
+                epoch=self.config.epoch)
+            self._persist_if_changed(before)  # durable before the real request leaves
+            became = (self.election.role is el.Role.COORDINATOR
+                      and before.role is not el.Role.COORDINATOR)
+        if became:
+            log.warning("elected coordinator for term %d", self.election.term)
+            self._wake.set()
+        return follow_up
 
     def _on_vote(self, params: dict[str, Any], caller: str) -> dict[str, Any]:
         request = el.VoteRequest(int(params["term"]), caller, int(params["epoch"]),

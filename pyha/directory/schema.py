@@ -125,7 +125,7 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-_NAMED_BY_DN = ("name", "id", "kind", "resources")
+_NAMED_BY_DN = ("name", "id", "resource", "kind", "resources")
 """Fields that come from the DN, the object class or the child entries."""
 EXTRA_ATTR = Attr("(extra)", "pyhaExtra", EXTRA)
 

@@ -269,7 +269,7 @@ class Session:
             self._answer(ident, handler, message)
         else:
             threading.Thread(
-                target=self._answer,
+                target=_detaching(self._answer),
                 args=(ident, handler, message),
                 daemon=True,
                 name=f"pyha-jvm {op} {ident}",
@@ -358,6 +358,21 @@ class Session:
             invocation.cancel()
 
 
+def _detaching(work: Callable[..., None]) -> Callable[..., None]:
+    """`work`, then the thread leaves the JVM (JPype attaches threads on their first call,
+    and a Python thread that ends attached leaks its Java side)."""
+
+    def run(*args: Any) -> None:
+        try:
+            work(*args)
+        finally:
+            from jpype import JClass
+
+            JClass("java.lang.Thread").detach()
+
+    return run
+
+
 class _NoPlugin(Exception):
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -406,7 +421,8 @@ def _serve(listener: socket.socket, token: str, table: PluginTable) -> None:
     while True:
         conn, _ = listener.accept()
         session = Session(conn, token, table)
-        threading.Thread(target=session.serve, name="pyha-jvm session", daemon=True).start()
+        serve = _detaching(session.serve)
+        threading.Thread(target=serve, name="pyha-jvm session", daemon=True).start()
 
 
 def _read_token(fd: int) -> str:

@@ -164,7 +164,8 @@ class _GroupPlan:
         """Add the group's probes, stops, promotes/demotes and starts."""
         result = GroupResult()
         self.first = self._first_to_start()
-        self.hold = self.hold or self._probe()
+        probes = self._probe()  # every probe now, even when an order holds the starts anyway
+        self.hold = self.hold or probes
         result.stops, unstoppable = self._stops()
         if unstoppable:
             self.hold = self.hold or f"{unstoppable} cannot be stopped: the node is down " \

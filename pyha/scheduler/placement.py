@@ -87,7 +87,16 @@ class _Round:
         placement = self._place(group)
         self.placed[group.name] = placement
         if placement.node:
-            self.load[placement.node] += len(group.resources)
+            self.load[placement.node] += self._running_members(group)
+
+    def _running_members(self, group: Group) -> int:
+        """Members that will run: those before the first whose target role is stopped."""
+        count = 0
+        for resource in group.resources:
+            if self.ix.target_role(resource) is TargetRole.STOPPED:
+                break
+            count += 1
+        return count
 
     def _place(self, group: Group) -> Placement:
         node, why = recovery.unmanaged(self.ix, group)
@@ -99,7 +108,8 @@ class _Round:
         scores = group_scores(self.ix, group, self.bases)
         for c in self.cons.colocations.get(group.name, ()):
             _colocate(scores, c, self.placed[c.with_group])
-        return _best(scores, self.load)
+        here = Counter(node for r in group.resources for node, _ in self.ix.active(r.name))
+        return _best(scores, self.load, here)
 
 
 def _stopped_reason(ix: Index, group: Group, blocked: str | None) -> str | None:
@@ -139,9 +149,10 @@ def _colocate(scores: GroupScores, c: ColocationConstraint, other: Placement) ->
         scores.add(where, c.score, f"colocation {c.id}: {side} {c.with_group}")
 
 
-def _best(scores: GroupScores, load: Counter[str]) -> Placement:
-    """The best-scoring allowed node; ties go to the node running the fewest resources,
-    then to the node listed first."""
+def _best(scores: GroupScores, load: Counter[str], here: Counter[str]) -> Placement:
+    """The best-scoring allowed node. Ties go to the node where most members already run
+    (scores saturate at INFINITY, and a tie must not move a group), then to the node
+    running the fewest resources, then to the node listed first."""
     totals = [(node, scores.total(node)) for node in scores.nodes]
     allowed = [(node, total) for node, total in totals if total > -INFINITY]
     if not allowed:
@@ -149,17 +160,19 @@ def _best(scores: GroupScores, load: Counter[str]) -> Placement:
         return Placement(scores.group, None, why, scores, note=why)
     top = max(total for _, total in allowed)
     tied = [node for node, total in allowed if total == top]
-    best = min(tied, key=lambda node: load[node])  # min keeps the first of equals
+    best = min(tied, key=lambda node: (-here[node], load[node]))  # min keeps the first
     row = scores.row(best)
     why = f"{best} scores {format_score(row.score)} ({format_parts(row.parts)})"
     others = [node for node in tied if node != best]
     if others:
         named = ", ".join(others) if len(others) <= 3 else f"{len(others)} other nodes"
-        why += f"; tied with {named}, {_tie_break(best, others, load)}"
+        why += f"; tied with {named}, {_tie_break(best, others, load, here)}"
     return Placement(scores.group, best, why, scores)
 
 
-def _tie_break(best: str, others: list[str], load: Counter[str]) -> str:
+def _tie_break(best: str, others: list[str], load: Counter[str], here: Counter[str]) -> str:
+    if all(here[best] > here[node] for node in others):
+        return "it runs there already"
     if all(load[best] < load[node] for node in others):
         return "it runs the fewest resources"
     if all(load[best] == load[node] for node in others):
