@@ -16,9 +16,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
+from pyha.directory import ldap3compat
 from pyha.directory.bootstrap import DirectorySettings
 from pyha.directory.codecs import parse_time
 from pyha.directory.diff import Change
+from pyha.directory.ldap3compat import escape_filter_chars
 from pyha.directory.schema import ParseMemo, config_from_entries
 from pyha.directory.store import (
     EntryStore,
@@ -44,9 +46,7 @@ _SWAP_LOST = (16, 19, 20)  # noSuchAttribute, constraintViolation, attributeOrVa
 
 
 def _ldap3() -> Any:
-    import ldap3
-
-    return ldap3
+    return ldap3compat.ldap3()
 
 
 class LdapDirectory(EntryStore):
@@ -189,8 +189,6 @@ class LdapDirectory(EntryStore):
         return self._paged(self.layout.cluster_dn, scope, CONFIG_FILTER, ["*"])
 
     def _records(self, container: str, object_class: str) -> list[Entry]:
-        from ldap3.utils.conv import escape_filter_chars
-
         flt = f"(objectClass={escape_filter_chars(object_class)})"
         return self._paged(self.layout.container(container), _ldap3().SUBTREE, flt, ["*"])
 
@@ -247,15 +245,11 @@ class LdapDirectory(EntryStore):
 
     def changed_since(self, csn: str) -> list[tuple[str, str]]:
         """(DN, entryCSN) of entries under the cluster written at or after `csn`."""
-        from ldap3.utils.conv import escape_filter_chars
-
         flt = f"(entryCSN>={escape_filter_chars(csn)})"
         found = self._paged(self.layout.cluster_dn, _ldap3().SUBTREE, flt, ["entryCSN"])
         return [(e.dn, next(iter(e.values("entryCSN")), "")) for e in found]
 
     def _discover_cluster(self) -> str:
-        from ldap3.utils.conv import escape_filter_chars
-
         flt = f"(objectClass={escape_filter_chars('pyhaCluster')})"
         found = self._paged(self.settings.base_dn, _ldap3().LEVEL, flt, ["cn"])
         names = sorted(next(iter(e.values("cn")), "") for e in found)

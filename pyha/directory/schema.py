@@ -428,6 +428,11 @@ def config_to_entries(config: ClusterConfig, layout: Layout) -> list[Entry]:
 # -- a whole configuration from its entries ------------------------------------------------
 
 
+def _content(entry: Entry) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """An entry's attributes in a canonical order (LDAP keeps no order of values)."""
+    return tuple(sorted((k, tuple(sorted(v))) for k, v in entry.attrs.items()))
+
+
 class ParseMemo:
     """What each entry parsed to, so a rebuild parses only the entries that changed.
 
@@ -441,7 +446,7 @@ class ParseMemo:
 
     def get(self, entry: Entry, parse: Callable[[Entry], Any]) -> Any:
         """The parsed form of `entry`, parsing it only if unseen."""
-        key = (entry.dn, tuple(sorted(entry.attrs.items())))
+        key = (entry.dn, _content(entry))
         found = self._new.get(key)
         if found is None:
             found = self._old.get(key)
@@ -452,7 +457,7 @@ class ParseMemo:
 
     def group(self, entry: Entry, members: list[Resource]) -> Group:
         """The group of `entry` with exactly these member objects, built only if unseen."""
-        key = ("group", entry.dn, tuple(sorted(entry.attrs.items())), tuple(map(id, members)))
+        key = ("group", entry.dn, _content(entry), tuple(map(id, members)))
         found = self._new.get(key) or self._old.get(key)
         # The ids only match while the very same member objects are alive in the memo.
         if found is None or len(found.resources) != len(members) or any(

@@ -304,8 +304,11 @@ class Slapd:
 
 
 def _bind_works(cfg: SlapdConfig) -> bool:
-    from ldap3 import Connection, Server
-    from ldap3.core.exceptions import LDAPException
+    from pyha.directory.ldap3compat import ldap3
+
+    module = ldap3()
+    Connection, Server = module.Connection, module.Server
+    LDAPException = module.core.exceptions.LDAPException
 
     # A new Server each try: ldap3 remembers a refused address for a while.
     server = Server(cfg.host, port=cfg.port, get_info="NO_INFO", connect_timeout=1)

@@ -68,11 +68,20 @@ def _unescape(value: str) -> str:
     return _UNESCAPE.sub(one, value) if "\\" in value else value
 
 
+_SPECIAL = set('\\,+"<>;=')
+
+
 def escape_value(value: str) -> str:
     """A string made safe as an RDN value (RFC 4514)."""
-    from ldap3.utils.dn import escape_rdn
-
-    return str(escape_rdn(value))
+    out = []
+    for i, ch in enumerate(value):
+        if ch in _SPECIAL or (ch == "#" and i == 0) or (ch == " " and i in (0, len(value) - 1)):
+            out.append("\\" + ch)
+        elif ch == "\0":
+            out.append("\\00")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _split_rdn(dn: str) -> tuple[str, str]:

@@ -360,9 +360,9 @@ def _patch(event: syncrepl.SyncEvent) -> tuple[str, Any] | None:
 
 
 def _ldap3() -> Any:
-    import ldap3
+    from pyha.directory.ldap3compat import ldap3
 
-    return ldap3
+    return ldap3()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.01) -> bool:

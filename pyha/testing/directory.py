@@ -21,7 +21,7 @@ from pyha.directory.watch import ConfigFollower
 from pyha.errors import DirectoryError
 from pyha.model.config import ClusterConfig
 
-__all__ = ["MemoryDirectory", "MemoryWatch"]
+__all__ = ["MemoryDirectory", "MemoryWatch", "sample_config"]
 
 _STATUS_CLASSES = {"pyharesourcestatus", "pyhanodestatus", "pyhaauditentry"}
 
@@ -238,3 +238,57 @@ class MemoryDirectory(EntryStore):
 
 def _is_record(entry: Entry | None) -> bool:
     return entry is not None and bool(entry.classes() & _STATUS_CLASSES)
+
+
+def sample_config(name: str = "pyha") -> ClusterConfig:
+    """A configuration in which every field of every model differs from its default.
+
+    Round-trip tests of a backend store and load it; a test of this module checks that
+    no field was left at its default, so a field added to the models shows up there.
+    """
+    return ClusterConfig.from_mapping({
+        "cluster": {
+            "name": name, "stickiness": "INFINITY", "no_quorum_policy": "freeze",
+            "maintenance": True, "dead_after": 0.1234, "heartbeat_interval": "50ms",
+            "tiebreaker": "witness", "fence_race_delay": 7.5, "cycle_interval": "2s",
+            "call_timeout": "3s", "key_file": "/etc/pyha/cluster.key",
+            "recovery_without_fencing": True, "state_dir": "/var/lib/pyha-x",
+            "plugin_paths": ["/opt/b", "/opt/a"],
+        },
+        "epoch": 7,
+        "nodes": [
+            {"name": "n2", "addresses": ["10.0.0.2:5405", "[fe80::1]:5405"],
+             "rpc": "10.0.0.2:5406", "votes": 2, "standby": True, "maintenance": True,
+             "attributes": {"rack": "r1", "note": "a=b, c"},
+             "fence": {"kind": "command", "off": ["ipmitool", "-H", "bmc2", "power", "off"],
+                       "status": ["ipmitool", "-H", "bmc2", "power", "status"]}},
+            {"name": "n1", "fence": {"kind": "namespace", "namespace": "pyha-n1"}},
+        ],
+        "resource_types": [{"name": "web", "plugin": "python:pyha:process",
+                            "description": "a web server, ünïcode"}],
+        "groups": [
+            {"name": "g", "description": "the first group",
+             "meta": {"target_role": "stopped", "stickiness": -5},
+             "resources": [
+                 {"name": "b", "type": "dummy", "description": "b: a dummy",
+                  "params": {"s": "1", "i": 1, "f": 1.5, "t": True, "l": ["a", "b c"],
+                             "q": '"x"', "e": "", "sp": " a ", "eq": "k=v"},
+                  "operations": [
+                      {"name": "monitor", "interval": "10s", "timeout": "20s",
+                       "on_fail": "stop", "role": "promoted"},
+                      {"name": "start", "timeout": "1m"}],
+                  "meta": {"target_role": "promoted", "stickiness": "-INFINITY",
+                           "migration_threshold": 5, "failure_timeout": 0}},
+                 {"name": "a", "type": "ocf:heartbeat:Dummy"},
+             ]},
+            {"name": "g2", "resources": [{"name": "c", "type": "dummy"}]},
+        ],
+        "constraints": [
+            {"kind": "order", "id": "o1", "first": "g", "then": "g2", "mandatory": False,
+             "symmetrical": False},
+            {"kind": "location", "id": "l1", "group": "g", "node": "n1", "score": 50,
+             "expires": 1_767_225_600.123456},
+            {"kind": "colocation", "id": "c1", "group": "g2", "with_group": "g",
+             "score": -100},
+        ],
+    })
