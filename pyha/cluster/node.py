@@ -7,6 +7,7 @@ import random
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from pyha.fencing import FenceDevice
 from pyha.membership import election as el
 from pyha.membership.detector import Change, FailureDetector
 from pyha.membership.heartbeat import Heartbeat, HeartbeatCodec, HeartbeatEndpoint
-from pyha.membership.rpc import RpcClient, RpcServer
+from pyha.membership.rpc import PeerUnreachable, RpcClient, RpcServer
 from pyha.model.actions import Action, ActionKind, Transition
 from pyha.model.config import ClusterConfig, NoQuorumPolicy, parse_endpoint
 from pyha.model.status import Role
@@ -330,8 +331,8 @@ class ClusterNode:
         reports = {self.node: self.report(probe)}
         for peer in sorted(online - {self.node}):
             try:
-                answer = self.peers[peer].call("report", {"probe": probe},
-                                               timeout=self._report_timeout(probe))
+                answer = self._call_while_alive(peer, "report", {"probe": probe},
+                                                self._report_timeout(probe))
                 reports[peer] = NodeReport.model_validate(answer)
             except PyhaError as exc:
                 log.warning("no report from %s: %s", peer, exc)
@@ -363,9 +364,9 @@ class ClusterNode:
             with self._local_lock:
                 return self.local.perform(action)
         try:
-            answer = self.peers[action.node].call(
-                "act", {"term": term, "action": action.model_dump(mode="json")},
-                timeout=self._action_timeout(action))
+            answer = self._call_while_alive(action.node, "act", {
+                "term": term, "action": action.model_dump(mode="json")},
+                self._action_timeout(action))
         except PyhaError as exc:
             # The action may have run there anyway: until a stop there succeeds or the
             # node is fenced, what it may have started counts as active there.
@@ -382,6 +383,29 @@ class ClusterNode:
             log.warning("%s failed on %s: %s", action.describe(), action.node,
                         answer.get("reason", "see that node's log"))
         return ok
+
+    def _call_while_alive(self, node: str, method: str, params: dict[str, Any],
+                          timeout: float) -> dict[str, Any]:
+        """Call `node`, but give up as soon as it is declared down or our lease ends: an
+        operation's full timeout must not hold up the failover of the node running it."""
+        pool = ThreadPoolExecutor(max_workers=1)
+        try:
+            future = pool.submit(self.peers[node].call, method, params, timeout)
+            while True:
+                try:
+                    return future.result(timeout=self.options.heartbeat_interval)
+                except FuturesTimeout:
+                    pass
+                now = self.clock.now()
+                with self._lock:
+                    alive = self.detector.alive(node, now)
+                    acting = el.may_act(self.election, now)
+                if not alive or not acting:
+                    why = "is down" if not alive else "cannot be told: our lease ended"
+                    raise PeerUnreachable(node, f"{method}: {node} {why}; outcome unknown",
+                                          request_sent=True)
+        finally:
+            pool.shutdown(wait=False)
 
     def _action_timeout(self, action: Action) -> float:
         member = self.local.members.get(action.resource or "")

@@ -40,6 +40,7 @@ def test_the_group_starts_once_and_moves_after_its_node_is_fenced(
              "the service runs on another node")
     (second,) = cluster.running_on()
     assert second != first
+    wait_for(lambda: cluster.starts() == 2, 10, "the new copy records its start")
     logs = "".join(cluster.log(n) for n in cluster.nodes if n != first)
     assert f"fencing {first}" in logs
     assert f"fence {first}: cgroup" in logs
@@ -70,7 +71,7 @@ def test_a_paused_server_is_fenced_before_its_service_starts_elsewhere(
     wait_for(lambda: any(n != first for n in cluster.running_on()), 40,
              "the service runs on another node")
     assert len(cluster.running_on()) == 1
-    assert cluster.starts() == 2
+    wait_for(lambda: cluster.starts() == 2, 10, "the new copy records its start")
 
 
 def test_a_clean_shutdown_moves_the_group_away_first(cluster: LocalCluster) -> None:
@@ -79,7 +80,7 @@ def test_a_clean_shutdown_moves_the_group_away_first(cluster: LocalCluster) -> N
     assert cluster.procs[first].wait(timeout=60) == 0
     wait_for(lambda: len(cluster.running_on()) == 1, 30, "the service runs elsewhere")
     assert cluster.running_on() != [first]
-    assert cluster.starts() == 2
+    wait_for(lambda: cluster.starts() == 2, 10, "the new copy records its start")
     logs = "".join(cluster.log(n) for n in cluster.nodes)
     assert f"fencing {first}" not in logs
 
