@@ -304,7 +304,10 @@ class JvmHost:
         return process
 
     def _spawn(self, run_dir: Path | None, deadline: float, clock: Clock) -> _Process:
-        spi, jars = self._jars()
+        try:
+            spi, jars = self._jars()
+        except PyhaError as exc:  # the SPI did not build: no host can run
+            raise HostUnavailable(f"cannot build the JVM host's jars: {exc}") from None
         directory, private = self._socket_dir(run_dir)
         sock_path = directory / f"host-{os.getpid()}.sock"
         token = secrets.token_hex(32)

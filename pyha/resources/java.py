@@ -191,6 +191,16 @@ class JavaRuntime:
                     found[jar] = fresh[jar]
             return {jar: value for jar, value in found.items() if value is not None}
 
+    @property
+    def host_restarted(self) -> int:
+        """How many times the JVM host was started again after it died, hung or was killed."""
+        return self.host.restarts
+
+    def on_host_restarted(self, listener: Callable[[int], None]) -> None:
+        """Call `listener(generation)` after each restart, so the server re-probes its Java
+        resources (see JvmHost.on_restart for where it runs)."""
+        self.host.on_restart(listener)
+
     def close(self) -> None:
         """Stop the JVM host if one runs."""
         self.host.close()

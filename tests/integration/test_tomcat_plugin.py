@@ -241,13 +241,14 @@ def test_start_monitor_kill_restart_and_stop(
 
     # Tomcat runs in its own session: a JVM host killed under it leaves it running.
     restarts: list[int] = []
-    agent.runtime.host.on_restart(restarts.append)
+    agent.runtime.on_host_restarted(restarts.append)
     host = agent.runtime.host.pid
     assert host is not None
     os.kill(host, signal.SIGKILL)
     assert _wait_until(lambda: agent.runtime.host.pid is None)  # the host fully exited
     assert executor.run(agent, "web", "monitor", params).ok
     assert restarts == [2]
+    assert agent.runtime.host_restarted == 1
     assert _tomcat_pids(instance.base) == [second]
 
     caplog.clear()
