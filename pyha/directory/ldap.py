@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import ssl
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -69,8 +68,18 @@ class LdapDirectory(EntryStore):
         self._snapshot: dict[str, Entry] = {}
         self._memo = ParseMemo()
         self._build_lock = threading.Lock()
-        name = cluster or settings.cluster or self._discover_cluster()
+        try:
+            name = cluster or settings.cluster or self._discover_cluster()
+        except BaseException:
+            self.close()
+            raise
         super().__init__(Layout(settings.base_dn, name))
+
+    def __enter__(self) -> LdapDirectory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def name(self) -> str:
@@ -85,9 +94,7 @@ class LdapDirectory(EntryStore):
         secure = parsed.scheme == "ldaps"
         tls = None
         if secure or self.settings.starttls:
-            ca = str(self.settings.ca_file) if self.settings.ca_file else None
-            tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=ca,
-                            version=ssl.PROTOCOL_TLS_CLIENT)
+            tls = ldap3compat.tls(str(self.settings.ca_file) if self.settings.ca_file else None)
         # A new Server per connection: ldap3 remembers a refused address for seconds.
         return ldap3.Server(parsed.hostname, port=parsed.port or (636 if secure else 389),
                             use_ssl=secure, tls=tls, get_info=ldap3.NONE,
@@ -95,22 +102,38 @@ class LdapDirectory(EntryStore):
 
     def open_connection(self, strategy: str) -> Any:
         """A new bound connection with the given ldap3 strategy, trying each URL in turn."""
-        ldap3 = _ldap3()
         problems = []
         for url in self.settings.urls:
-            bind = (ldap3.AUTO_BIND_TLS_BEFORE_BIND
-                    if self.settings.starttls and not url.startswith("ldaps")
-                    else ldap3.AUTO_BIND_NO_TLS)
             try:
-                return ldap3.Connection(
-                    self._server(url), user=self.settings.bind_dn or None,
-                    password=self.settings.password.get_secret_value() or None,
-                    client_strategy=strategy, auto_bind=bind, raise_exceptions=False,
-                    receive_timeout=math.ceil(self.settings.timeout), check_names=False,
-                    auto_referrals=False)
-            except ldap3.core.exceptions.LDAPException as exc:
+                return self._connect(url, strategy)
+            except (DirectoryError, _ldap3().core.exceptions.LDAPException) as exc:
                 problems.append(f"{url}: {_reason(exc)}")
         raise DirectoryError("cannot reach the directory: " + "; ".join(problems))
+
+    def _connect(self, url: str, strategy: str) -> Any:
+        ldap3 = _ldap3()
+        conn = ldap3.Connection(
+            self._server(url), user=self.settings.bind_dn or None,
+            password=self.settings.password.get_secret_value() or None,
+            client_strategy=strategy, auto_bind=ldap3.AUTO_BIND_NONE, raise_exceptions=False,
+            receive_timeout=math.ceil(self.settings.timeout), check_names=False,
+            auto_referrals=False)
+        try:
+            conn.open(read_server_info=False)
+            if self.settings.starttls and not url.startswith("ldaps"):
+                conn.start_tls(read_server_info=False)
+                if not conn.tls_started:
+                    raise DirectoryError(f"StartTLS failed: {conn.last_error or 'refused'}")
+            conn.bind(read_server_info=False)
+            if not conn.bound:
+                result = conn.result or {}
+                raise DirectoryError(f"bind as {self.settings.bind_dn or 'anonymous'}: "
+                                     f"{result.get('description') or conn.last_error}")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.unbind()
+            raise
+        return conn
 
     def _safe(self) -> Any:
         with self._conn_lock:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
 import warnings
+from functools import cache
 from typing import Any
 
 
@@ -20,3 +22,28 @@ def ldap3() -> Any:
 def escape_filter_chars(text: str) -> str:
     """A value made safe inside an LDAP filter (RFC 4515), by ldap3."""
     return str(ldap3().utils.conv.escape_filter_chars(text))
+
+
+@cache
+def _tls_class() -> Any:
+    module = ldap3()
+
+    class Tls(module.Tls):  # type: ignore[misc]  # ldap3 is untyped
+        """TLS with the standard library's own certificate and host name checks.
+
+        ldap3 turns the context's host name check off and calls ssl.match_hostname
+        itself, which is deprecated since Python 3.7 and gone in 3.12.
+        """
+
+        def wrap_socket(self, connection: Any, do_handshake: bool = False) -> None:
+            context = ssl.create_default_context(cafile=self.ca_certs_file)
+            connection.socket = context.wrap_socket(
+                connection.socket, server_hostname=connection.server.host,
+                do_handshake_on_connect=do_handshake)
+
+    return Tls
+
+
+def tls(ca_file: str | None) -> Any:
+    """An ldap3 Tls that verifies the server's certificate and name against `ca_file`."""
+    return _tls_class()(validate=ssl.CERT_REQUIRED, ca_certs_file=ca_file)
