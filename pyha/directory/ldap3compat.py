@@ -26,9 +26,9 @@ def escape_filter_chars(text: str) -> str:
 
 @cache
 def _tls_class() -> Any:
-    module = ldap3()
+    base: Any = ldap3().Tls
 
-    class Tls(module.Tls):  # type: ignore[misc]  # ldap3 is untyped
+    class Tls(base):  # type: ignore[misc]  # ldap3 is untyped
         """TLS with the standard library's own certificate and host name checks.
 
         ldap3 turns the context's host name check off and calls ssl.match_hostname
