@@ -130,8 +130,7 @@ class LdapDirectory(EntryStore):
                 raise DirectoryError(f"bind as {self.settings.bind_dn or 'anonymous'}: "
                                      f"{result.get('description') or conn.last_error}")
         except BaseException:
-            with contextlib.suppress(Exception):
-                conn.unbind()
+            ldap3compat.discard(conn)
             raise
         return conn
 

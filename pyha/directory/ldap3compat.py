@@ -47,3 +47,19 @@ def _tls_class() -> Any:
 def tls(ca_file: str | None) -> Any:
     """An ldap3 Tls that verifies the server's certificate and name against `ca_file`."""
     return _tls_class()(validate=ssl.CERT_REQUIRED, ca_certs_file=ca_file)
+
+
+def discard(conn: Any) -> None:
+    """Unbind a connection and close its socket even if it never connected.
+
+    ldap3 leaves the socket of a failed connect open (its `closed` flag is already set,
+    so unbind skips it).
+    """
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        conn.unbind()
+    sock = getattr(conn, "socket", None)
+    if sock is not None:
+        with contextlib.suppress(Exception):
+            sock.close()

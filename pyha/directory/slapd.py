@@ -304,21 +304,18 @@ class Slapd:
 
 
 def _bind_works(cfg: SlapdConfig) -> bool:
-    from pyha.directory.ldap3compat import ldap3
+    from pyha.directory.ldap3compat import discard, ldap3
 
     module = ldap3()
-    Connection, Server = module.Connection, module.Server
-    LDAPException = module.core.exceptions.LDAPException
-
     # A new Server each try: ldap3 remembers a refused address for a while.
-    server = Server(cfg.host, port=cfg.port, get_info="NO_INFO", connect_timeout=1)
+    server = module.Server(cfg.host, port=cfg.port, get_info="NO_INFO", connect_timeout=1)
+    conn = module.Connection(server, cfg.bind_dn, cfg.password, receive_timeout=2)
     try:
-        conn = Connection(server, cfg.bind_dn, cfg.password, receive_timeout=2)
-        ok = bool(conn.bind())
-        conn.unbind()
-    except LDAPException:
+        return bool(conn.bind())
+    except module.core.exceptions.LDAPException:
         return False
-    return ok
+    finally:
+        discard(conn)
 
 
 def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
