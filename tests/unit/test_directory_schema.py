@@ -94,6 +94,10 @@ def test_every_field_round_trips_whatever_order_ldap_returns(seed: int) -> None:
     assert [o.name for o in back.resource("b").operations] == ["monitor", "start"]
 
 
+WHOLE_JSON = {"FenceConfig"}
+"""Nested models stored as one JSON value (pyhaFence): every field of theirs round-trips."""
+
+
 def _defaults_left(model: BaseModel, path: str) -> list[str]:
     left = []
     for name, info in type(model).model_fields.items():
@@ -119,6 +123,8 @@ def test_the_sample_sets_every_field_of_every_model() -> None:
         elif isinstance(item, tuple | list):
             stack += list(item)
     for cls, instances in seen.items():
+        if cls.__name__ in WHOLE_JSON:
+            continue
         # A field counts as covered when at least one instance sets it.
         left = set.intersection(*(set(_defaults_left(i, cls.__name__)) for i in instances))
         assert not left, f"the sample leaves these at their defaults: {sorted(left)}"
