@@ -106,7 +106,7 @@ def _defaults_left(model: BaseModel, path: str) -> list[str]:
             continue
         if not info.is_required() and value == info.get_default(call_default_factory=True):
             left.append(f"{path}.{name}")
-        if isinstance(value, BaseModel):
+        if isinstance(value, BaseModel) and type(value).__name__ not in WHOLE_JSON:
             left += _defaults_left(value, f"{path}.{name}")
     return left
 
