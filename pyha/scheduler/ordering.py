@@ -247,6 +247,8 @@ class _GroupPlan:
             earlier = self.group.resources[self.first]
             if not self._wanted(earlier):
                 return f"{earlier.name} before it in {self.group.name} stays stopped"
+            if self.hold:
+                return None  # the restart waits with the starts; until then it keeps running
             return f"restart after {earlier.name} (members of {self.group.name} start in order)"
         return None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pyha.model.config import Group, OnFail
+from pyha.model.config import Group, OnFail, TargetRole
 from pyha.model.status import Role
 from pyha.model.types import INFINITY, add_scores, format_score
 from pyha.scheduler.index import Index
@@ -132,6 +132,8 @@ def format_time(wall: float) -> str:
 def _stickiness(ix: Index, group: Group, scores: GroupScores) -> None:
     per_node: dict[str, tuple[int, list[str]]] = {}
     for resource in group.resources:
+        if ix.target_role(resource) is TargetRole.STOPPED:
+            break  # it and the members after it stop, so they hold the group nowhere
         stickiness = ix.config.stickiness_of(group, resource)
         for node, _role in ix.active(resource.name):
             if node in ix.nodes and stickiness:
