@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pyha.fencing import CgroupFence, CommandFence, FenceDevice, NamespaceFence
+from pyha.fencing.tree import TreeFence
 from pyha.model.config import ClusterConfig
 
 
@@ -20,6 +23,8 @@ def fence_devices(config: ClusterConfig) -> dict[str, FenceDevice]:
         elif spec.kind == "command":
             status = {node.name: list(spec.status)} if spec.status else None
             devices[node.name] = CommandFence({node.name: list(spec.off)}, status)
+        elif spec.kind == "process-tree":
+            devices[node.name] = TreeFence({node.name: Path(spec.keeper)})
         else:
             devices[node.name] = NamespaceFence({node.name: spec.namespace})
     return devices

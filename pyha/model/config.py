@@ -186,15 +186,18 @@ Endpoint = Annotated[str, AfterValidator(_endpoint)]
 
 
 class FenceConfig(Frozen):
-    """How to make sure a node runs nothing: a power command, its cgroup, its namespace."""
+    """How to make sure a node runs nothing: a power command, its cgroup, its namespace,
+    or (nodes sharing one machine, no root needed) its process tree."""
 
-    kind: Literal["command", "cgroup", "namespace"]
+    kind: Literal["command", "cgroup", "namespace", "process-tree"]
     off: tuple[str, ...] = ()
     """command: the power-off command line (argv, never a shell string)."""
     status: tuple[str, ...] = ()
     """command: optional status command that must then say the node is off."""
     namespace: str = ""
     """namespace: the network namespace the node runs in."""
+    keeper: str = ""
+    """process-tree: the file where the node's keeper process records itself."""
 
     @model_validator(mode="after")
     def _complete(self) -> FenceConfig:
@@ -202,6 +205,8 @@ class FenceConfig(Frozen):
             raise ValueError("off: a command fence needs the power-off command")
         if self.kind == "namespace" and not self.namespace:
             raise ValueError("namespace: a namespace fence needs the namespace's name")
+        if self.kind == "process-tree" and not self.keeper:
+            raise ValueError("keeper: a process-tree fence needs the keeper file's path")
         return self
 
 

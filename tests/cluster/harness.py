@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyha.fencing import CgroupFence, cgroup_name, detect_hierarchies, enter_argv, remove_cgroup
+from pyha.fencing.tree import TreeFence, keeper_argv
 from pyha.membership.keys import generate_key
 
 GUARD = '''
@@ -40,6 +41,11 @@ def free_port(kind: int) -> int:
         return port
 
 
+def fence_skip(kind: str) -> str:
+    """Why cluster tests with this kind of fencing cannot run here, or ''."""
+    return cgroups_usable() if kind == "cgroup" else ""
+
+
 def cgroups_usable() -> str:
     """Why cluster tests with cgroup fencing cannot run here, or '' when they can."""
     if os.geteuid() != 0:
@@ -56,8 +62,8 @@ class LocalCluster:
     root: Path
     size: int = 3
     name: str = field(default_factory=lambda: f"t{os.getpid()}")
-    fence: str = 'fence = { kind = "cgroup" }'
-    """The fence line of every node ('' for none)."""
+    fence: str = "cgroup"
+    """How nodes are fenced: cgroup (root), process-tree (anyone), or none."""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -76,7 +82,7 @@ class LocalCluster:
             lines += ["[[nodes]]", f'name = "{node}"',
                       f'addresses = ["127.0.0.1:{free_port(socket.SOCK_DGRAM)}"]',
                       f'rpc = "127.0.0.1:{free_port(socket.SOCK_STREAM)}"',
-                      self.fence, ""]
+                      self._fence_line(node), ""]
         command = [sys.executable, str(self.root / "guard.py"), str(self.root / "lock"),
                    str(self.record)]
         lines += ["[[groups]]", 'name = "svc"', "[[groups.resources]]", 'name = "guard"',
@@ -87,6 +93,16 @@ class LocalCluster:
                   'stop_grace = "2s"']
         return "\n".join(lines) + "\n"
 
+    def _fence_line(self, node: str) -> str:
+        if self.fence == "cgroup":
+            return 'fence = { kind = "cgroup" }'
+        if self.fence == "process-tree":
+            return f'fence = {{ kind = "process-tree", keeper = "{self.keeper(node)}" }}'
+        return ""
+
+    def keeper(self, node: str) -> Path:
+        return self.root / f"{node}.keeper"
+
     def state_dir(self, node: str) -> Path:
         return self.root / node
 
@@ -94,10 +110,14 @@ class LocalCluster:
         argv = [sys.executable, "-m", "pyha.cli", "server", "--config", str(self.config),
                 "--node", node, "--key", str(self.key), "--state-dir",
                 str(self.state_dir(node)), "--log-level", "DEBUG"]
+        if self.fence == "process-tree":
+            wrapped = keeper_argv(self.keeper(node), argv)
+        else:
+            wrapped = enter_argv(cgroup_name(self.name, node), argv)
         with (self.root / f"{node}.log").open("ab") as out:
-            self.procs[node] = subprocess.Popen(
-                enter_argv(cgroup_name(self.name, node), argv), stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True)
+            self.procs[node] = subprocess.Popen(wrapped, stdout=out,
+                                                stderr=subprocess.STDOUT,
+                                                start_new_session=True)
 
     def log(self, node: str) -> str:
         path = self.root / f"{node}.log"
@@ -132,13 +152,20 @@ class LocalCluster:
                         best = (term, node)
         return best[1] if best else None
 
+    def server_pid(self, node: str) -> int:
+        """The cluster server's pid (below its keeper when nodes are process trees)."""
+        pid = self.procs[node].pid
+        if self.fence != "process-tree":
+            return pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return int(children[0])
+
     def signal(self, node: str, sig: signal.Signals) -> None:
-        self.procs[node].send_signal(sig)
+        os.kill(self.server_pid(node), sig)
 
     def kill_server(self, node: str) -> None:
         """SIGKILL the node's cluster server only: what it started keeps running."""
-        self.procs[node].send_signal(signal.SIGKILL)
-        self.procs[node].wait(timeout=10)
+        os.kill(self.server_pid(node), signal.SIGKILL)
 
     def close(self) -> None:
         for proc in self.procs.values():
@@ -149,6 +176,11 @@ class LocalCluster:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if self.fence == "process-tree":
+            tree = TreeFence({n: self.keeper(n) for n in self.nodes})
+            for node in self.nodes:
+                tree.fence(node, time.monotonic() + 10)
+            return
         fence = CgroupFence(self.name)
         for node in self.nodes:
             fence.fence(node, time.monotonic() + 10)

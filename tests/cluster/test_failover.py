@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.harness import LocalCluster, cgroups_usable, wait_for
+from tests.cluster.harness import LocalCluster, fence_skip, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(bool(cgroups_usable()),
-                                                   reason=cgroups_usable() or "usable")]
+pytestmark = pytest.mark.slow
+FENCES = [pytest.param(kind, marks=pytest.mark.skipif(bool(fence_skip(kind)),
+                                                      reason=fence_skip(kind) or "usable"))
+          for kind in ("cgroup", "process-tree")]
 
 
 def started(c: LocalCluster) -> str:
@@ -20,9 +22,9 @@ def started(c: LocalCluster) -> str:
     return c.running_on()[0]
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path)
+@pytest.fixture(params=FENCES)
+def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    c = LocalCluster(tmp_path, fence=request.param)
     try:
         for node in c.nodes:
             c.start(node)
@@ -43,7 +45,7 @@ def test_the_group_starts_once_and_moves_after_its_node_is_fenced(
     wait_for(lambda: cluster.starts() == 2, 10, "the new copy records its start")
     logs = "".join(cluster.log(n) for n in cluster.nodes if n != first)
     assert f"fencing {first}" in logs
-    assert f"fence {first}: cgroup" in logs
+    assert f"fence {first}: " in logs
     assert cluster.starts() == 2
 
 
@@ -58,7 +60,7 @@ def test_losing_the_coordinator_elsewhere_leaves_the_service_alone(
     wait_for(lambda: cluster.coordinator() not in (None, coordinator), 30,
              "a new coordinator is elected")
     new = cluster.coordinator()
-    wait_for(lambda: f"fence {coordinator}: cgroup" in cluster.log(new or ""), 30,
+    wait_for(lambda: f"fence {coordinator}: " in cluster.log(new or ""), 30,
              "the lost coordinator is fenced")
     assert cluster.running_on() == [where]
     assert cluster.starts() == 1
@@ -86,7 +88,7 @@ def test_a_clean_shutdown_moves_the_group_away_first(cluster: LocalCluster) -> N
 
 
 def test_without_a_fence_device_a_lost_node_is_not_recovered(tmp_path: Path) -> None:
-    c = LocalCluster(tmp_path, fence="")
+    c = LocalCluster(tmp_path, fence="none")
     try:
         for node in c.nodes:
             c.start(node)
