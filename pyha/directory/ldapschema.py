@@ -205,9 +205,12 @@ def render_schema() -> str:
 
 
 def write_files(folder: Path) -> list[Path]:
-    """Write pyha-schema.ldif and pyha.schema into `folder`."""
+    """Write pyha-schema.ldif, pyha.schema and base-tree.ldif into `folder`."""
+    from pyha.directory.transfer import base_tree_ldif
+
     written = []
-    for name, text in (("pyha-schema.ldif", render_ldif()), ("pyha.schema", render_schema())):
+    for name, text in (("pyha-schema.ldif", render_ldif()), ("pyha.schema", render_schema()),
+                       ("base-tree.ldif", base_tree_ldif())):
         path = folder / name
         path.write_text(text)
         written.append(path)

@@ -184,3 +184,12 @@ def test_ten_thousand_resources_load_and_a_change_is_still_seen(
     finally:
         watch.stop()
         d.close()
+
+
+def test_the_shipped_base_tree_loads_with_ldapadd(new_slapd: Callable[..., Any]) -> None:
+    slapd = new_slapd()
+    tree = Path(__file__).resolve().parents[2] / "jndi" / "base-tree.ldif"
+    done = slapd.ldap_tool("ldapadd", "-c", "-f", str(tree), check=False)
+    assert done.returncode in (0, 68), done.stderr  # 68: the suffix entry exists already
+    with LdapDirectory(slapd.settings("pyha")) as d:
+        assert [n.name for n in d.load().nodes] == ["node1"]

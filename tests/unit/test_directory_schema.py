@@ -35,6 +35,7 @@ from pyha.directory.schema import (
     status_from_entry,
     status_to_entry,
 )
+from pyha.directory.transfer import base_tree_ldif, config_from_ldif
 from pyha.directory.tree import ClusterNotFound, Entry, EntryError, Layout
 from pyha.errors import ConfigError
 from pyha.model.config import (
@@ -357,6 +358,12 @@ def test_the_memo_reuses_unchanged_entries_and_sees_changed_ones() -> None:
 def test_the_shipped_schema_files_are_generated_from_one_source() -> None:
     assert (ROOT / "jndi" / "pyha-schema.ldif").read_text() == ldapschema.render_ldif()
     assert (ROOT / "jndi" / "pyha.schema").read_text() == ldapschema.render_schema()
+    assert (ROOT / "jndi" / "base-tree.ldif").read_text() == base_tree_ldif()
+
+
+def test_the_base_tree_is_a_cluster_that_loads() -> None:
+    config, layout = config_from_ldif(base_tree_ldif())
+    assert layout == LAYOUT and [n.name for n in config.nodes] == ["node1"]
 
 
 def test_the_schema_is_consistent() -> None:
