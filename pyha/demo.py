@@ -23,9 +23,9 @@ from pyha.server import ServerStatus
 log = logging.getLogger("pyha.demo")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
+def free_port(udp: bool = False) -> int:
+    """A TCP (or UDP) port on 127.0.0.1 that nothing uses right now."""
+    with socket.socket(type=socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port

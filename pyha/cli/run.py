@@ -125,17 +125,38 @@ def _cluster_node(cluster: ClusterConfig, registry: Registry, node: str | None,
 
 
 def demo(
+    nodes: int = typer.Option(3, help="3: a cluster that fails over; 1: a single node."),
     duration: float = typer.Option(0.0, help="Stop after this many seconds (0: until Ctrl-C)."),
-    kill_after: float = typer.Option(
-        0.0, help="After this many seconds, kill -9 web1 to show recovery (0: never)."),
+    kill_after: float | None = typer.Option(
+        None, help="Seconds of running before the demo kills the group's node (3 nodes, "
+                   "default 8) or kill -9s web1 (1 node, default never); 0: never."),
     plain: bool = typer.Option(False, help="Plain log lines instead of the live screen."),
     workdir: Path | None = typer.Option(None, help="Where to keep the demo's files."),
 ) -> None:
-    """A one-node cluster keeping a group of two web servers running, shown live."""
+    """A live demo: three cluster servers keep a web group running and fail it over when
+    its node is killed (or, with --nodes 1, one server restarting a killed web server)."""
+    if nodes not in (1, 3):
+        typer.echo("pyha demo: --nodes must be 1 or 3", err=True)
+        raise typer.Exit(EXIT_CONFIG)
+    base = workdir or Path(tempfile.mkdtemp(prefix="pyha-demo-"))
+    if nodes == 3:
+        from pyha import demo_cluster
+
+        logs.setup("WARNING", rich=False)
+        took = demo_cluster.run(base, duration=duration,
+                                kill_after=8.0 if kill_after is None else kill_after,
+                                live=sys.stdout.isatty() and not plain,
+                                stop=_stop_on_signals())
+        if took is not None:
+            typer.echo(f"failover took {took:.2f} s")
+        return
+    _single_node_demo(base, duration, kill_after or 0.0, plain)
+
+
+def _single_node_demo(base: Path, duration: float, kill_after: float, plain: bool) -> None:
     from pyha import demo as d
 
     live = sys.stdout.isatty() and not plain
-    base = workdir or Path(tempfile.mkdtemp(prefix="pyha-demo-"))
     data = d.demo_config(base, (d.free_port(), d.free_port()))
     d.write_toml(data, base / "cluster.toml")
     cluster = ClusterConfig.from_mapping(data)

@@ -77,7 +77,8 @@ class ClusterNode:
             HeartbeatCodec(self.options.name, key), node,
             [parse_endpoint(a) for a in me.addresses], self._heard, self.clock.now)
         self.rpc = RpcServer(key, node, parse_endpoint(me.rpc or ""), {
-            "vote": self._on_vote, "report": self._on_report, "act": self._on_act})
+            "vote": self._on_vote, "report": self._on_report, "act": self._on_act,
+            "status": self._on_status})
         self.peers = {n.name: RpcClient(key, node, parse_endpoint(n.rpc or ""),
                                         self.options.call_timeout, peer=n.name)
                       for n in config.nodes if n.name != node}
@@ -289,6 +290,24 @@ class ClusterNode:
 
     def _on_report(self, params: dict[str, Any], caller: str) -> dict[str, Any]:
         return self.report(bool(params.get("probe"))).model_dump(mode="json")
+
+    def membership(self) -> dict[str, Any]:
+        """This node's view of the cluster: term, role, coordinator, members, last decision."""
+        now = self.clock.now()
+        with self._lock:
+            state = self.election
+            return {
+                "node": self.node, "incarnation": self.incarnation, "term": state.term,
+                "role": state.role.value, "coordinator": state.coordinator,
+                "members": sorted(self.detector.members(now)),
+                "quorate": self._quorate, "leaving": self._leaving,
+                "decision": self._last_line,
+                "dropped": dict(self.endpoint.dropped),
+            }
+
+    def _on_status(self, params: dict[str, Any], caller: str) -> dict[str, Any]:
+        return {**self.membership(), "resources": [
+            r.model_dump(mode="json") for r in self.report().resources]}
 
     def _on_act(self, params: dict[str, Any], caller: str) -> dict[str, Any]:
         term = int(params["term"])

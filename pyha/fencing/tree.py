@@ -90,6 +90,9 @@ class TreeFence:
         while self._clock.now() < deadline:
             tree = descendants(keeper) | ({keeper} if _alive(keeper) else set())
             if not tree:
+                # Mark it as a clean keeper would, so later fences know nothing is left.
+                _write_atomically(self.keepers[node], {"pid": keeper, "done": True,
+                                                       "start": 0})
                 return self._result(True, f"fence {node}: its process tree is gone "
                                           f"({processes(len(killed))} killed)", started)
             for sig in (signal.SIGSTOP, signal.SIGKILL):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 def test_demo_restarts_a_killed_web_server_and_stops_cleanly(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "pyha.cli", "demo", "--plain", "--duration", "14",
+        [sys.executable, "-m", "pyha.cli", "demo", "--nodes", "1", "--plain", "--duration", "14",
          "--kill-after", "5", "--workdir", str(tmp_path)],
         capture_output=True, text=True, timeout=120, check=False,
     )
