@@ -429,8 +429,9 @@ def config_to_entries(config: ClusterConfig, layout: Layout) -> list[Entry]:
 
 
 def _content(entry: Entry) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """An entry's attributes in a canonical order (LDAP keeps no order of values)."""
-    return tuple(sorted((k, tuple(sorted(v))) for k, v in entry.attrs.items()))
+    """An entry's attributes as a key. Not sorted: a server sends an unchanged entry's
+    values in the same order, and a miss only costs parsing that entry again."""
+    return tuple(entry.attrs.items())
 
 
 class ParseMemo:
@@ -443,10 +444,20 @@ class ParseMemo:
     def __init__(self) -> None:
         self._old: dict[Any, Any] = {}
         self._new: dict[Any, Any] = {}
+        self._keys: dict[int, tuple[Entry, Any]] = {}
+        self._next_keys: dict[int, tuple[Entry, Any]] = {}
+
+    def _key(self, entry: Entry) -> Any:
+        # The very same Entry object (a watcher's copy of the tree) needs no sorting again;
+        # the entry is kept with its key, so its id cannot be reused meanwhile.
+        known = self._keys.get(id(entry)) or self._next_keys.get(id(entry))
+        key = known[1] if known and known[0] is entry else (entry.dn, _content(entry))
+        self._next_keys[id(entry)] = (entry, key)
+        return key
 
     def get(self, entry: Entry, parse: Callable[[Entry], Any]) -> Any:
         """The parsed form of `entry`, parsing it only if unseen."""
-        key = (entry.dn, _content(entry))
+        key = self._key(entry)
         found = self._new.get(key)
         if found is None:
             found = self._old.get(key)
@@ -457,7 +468,7 @@ class ParseMemo:
 
     def group(self, entry: Entry, members: list[Resource]) -> Group:
         """The group of `entry` with exactly these member objects, built only if unseen."""
-        key = ("group", entry.dn, _content(entry), tuple(map(id, members)))
+        key = ("group", self._key(entry), tuple(map(id, members)))
         found = self._new.get(key) or self._old.get(key)
         # The ids only match while the very same member objects are alive in the memo.
         if found is None or len(found.resources) != len(members) or any(
@@ -469,6 +480,7 @@ class ParseMemo:
     def rotate(self) -> None:
         """Forget entries the last build did not use."""
         self._old, self._new = self._new, {}
+        self._keys, self._next_keys = self._next_keys, {}
 
 
 @dataclass

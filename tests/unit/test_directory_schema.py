@@ -343,7 +343,8 @@ def test_the_memo_reuses_unchanged_entries_and_sees_changed_ones() -> None:
     config = sample_config()
     entries = config_to_entries(config, LAYOUT)
     first = config_from_entries(entries, LAYOUT, memo)
-    again = config_from_entries(shuffled(entries, 5), LAYOUT, memo)
+    assert config_from_entries(shuffled(entries, 5), LAYOUT, ParseMemo()) == first
+    again = config_from_entries(list(reversed(entries)), LAYOUT, memo)
     assert again == first
     assert again.resource("b") is first.resource("b")
     changed = with_attrs(config, R_DN, pyhaTargetRole="stopped")
