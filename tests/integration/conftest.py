@@ -33,6 +33,11 @@ class SlapdServer:
         return str(self.instance.cfg.url)
 
     @property
+    def ldaps_url(self) -> str | None:
+        port = self.instance.cfg.ldaps_port
+        return f"ldaps://127.0.0.1:{port}" if port else None
+
+    @property
     def suffix(self) -> str:
         return str(self.instance.cfg.suffix)
 
@@ -105,7 +110,7 @@ def start_slapd(root: Path, *, tls: bool = False, port: int = 0) -> SlapdServer:
     password_file.chmod(0o600)
     files = _tls_files(root / "tls") if tls else None
     cfg = SlapdConfig(directory=root / "slapd", port=port or free_port(), password=password,
-                      nosync=True, tls=files)
+                      nosync=True, tls=files, ldaps_port=free_port() if files else None)
     instance = Slapd(cfg)
     instance.create()
     instance.start()

@@ -54,10 +54,29 @@ def test_starttls_with_the_test_ca(slapd_server: Any, cluster_name: str) -> None
     with LdapDirectory(slapd_server.settings(cluster_name, starttls=True,
                                              ca_file=slapd_server.ca_file)) as good:
         assert good.replace(small(cluster_name)) == good.load()
+        watch = good.watch(lambda config: None, known=good.load())
+        try:
+            assert watch.connected.wait(10)  # the watcher's connection starts TLS too
+        finally:
+            watch.stop()
     # the system's CAs do not know the test CA: the certificate is refused
     with LdapDirectory(slapd_server.settings(cluster_name, starttls=True)) as untrusted, \
             pytest.raises(DirectoryError, match=r"StartTLS|certificate|CERTIFICATE"):
         untrusted.load()
+
+
+def test_ldaps_with_the_test_ca(slapd_server: Any, cluster_name: str) -> None:
+    if slapd_server.ldaps_url is None:
+        pytest.skip("openssl is not installed: no test certificates")
+    settings = slapd_server.settings(cluster_name, urls=(slapd_server.ldaps_url,),
+                                     ca_file=slapd_server.ca_file)
+    with LdapDirectory(settings) as d:
+        assert d.replace(small(cluster_name)) == d.load()
+        watch = d.watch(lambda config: None, known=d.load())
+        try:
+            assert watch.connected.wait(10)  # the watcher speaks TLS too
+        finally:
+            watch.stop()
 
 
 def test_a_wrong_password_is_reported_without_the_password(slapd_server: Any,
