@@ -144,3 +144,25 @@ def test_the_server_outlives_its_directory_and_follows_it_again(
     server.set_attribute("second", "pyhaTargetRole", "stopped")
     wait_for(lambda: not server.running("second"), "a change after the outage is acted on",
              log=server.log)
+
+
+def test_connection_options_instead_of_a_bootstrap_file_and_a_clean_stop(
+        slapd_server: Any, cluster_name: str, tmp_path: Path) -> None:
+    server = Server(slapd_server, cluster_name, tmp_path)
+    try:
+        with server.log.open("ab") as out:
+            server.process = subprocess.Popen(
+                [sys.executable, "-m", "pyha.cli", "server", "--directory", slapd_server.url,
+                 "--base-dn", slapd_server.suffix, "--bind-dn", slapd_server.bind_dn,
+                 "--password-file", str(slapd_server.password_file), "--cluster", cluster_name,
+                 "--state-dir", str(server.state)],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(lambda: server.running("first") and server.running("second"),
+                 "the group starts", log=server.log)
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=30) == 0
+        assert not server.running("first") and not server.running("second")
+        assert slapd_server.password not in server.text()
+        assert (server.state / "directory.cookie").exists()
+    finally:
+        server.stop()
