@@ -72,8 +72,8 @@ class ConfigFollower:
             self.last_problem = None
             if config == self.current:
                 return False
+            self._on_change(config)  # if it raises, the next check offers it again
             self.current = config
-            self._on_change(config)
             return True
 
     def _rejected(self, exc: ConfigError) -> None:
