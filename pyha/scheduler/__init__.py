@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from pyha.model.actions import ActionKind, Note, Transition
@@ -40,11 +43,34 @@ def schedule(config: ClusterConfig, view: View, now: float) -> Transition:
 
 def plan(config: ClusterConfig, view: View, now: float) -> Plan:
     """`schedule`, keeping the placements and scores that explain the transition."""
+    with _collections_paused():
+        return _plan(config, view, now)
+
+
+@contextmanager
+def _collections_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while scheduling.
+
+    A transition for 10,000 resources allocates some 100,000 short-lived objects, none in
+    a cycle; each full collection they trigger would walk the whole config again, which
+    made scheduling grow faster than linearly. Reference counting still frees them.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _plan(config: ClusterConfig, view: View, now: float) -> Plan:
     frozen = _frozen_reason(config, view)
     if frozen:
         return _frozen(config, view, frozen)
     ix = Index.build(config, view, now)
-    ix.fenced, fence_notes = recovery.fencing(ix)  # lost nodes, on-fail=fence
+    fenced, fence_notes = recovery.fencing(ix)  # lost nodes, on-fail=fence
+    ix.fence(fenced)
     cons = constraints.check(ix)  # colocation and order graphs, cycles rejected
     placements = placement.place_all(ix, cons)  # scores, colocation, mandatory orders
     out = ordering.ActionList()

@@ -32,11 +32,12 @@ def summary_line(actions: Sequence[Action], placements: dict[str, str | None],
     """One line: what the transition does and its root cause, or where everything stays."""
     if not actions:
         return _idle_line(placements, notes)
-    parts = []
-    for kind, verb in _VERBS:
-        chosen = [a for a in actions if a.kind is kind]
-        if chosen:
-            parts.append(f"{verb} " + _capped([_target(a) for a in chosen]))
+    by_kind: dict[ActionKind, list[Action]] = {}
+    for a in actions:
+        by_kind.setdefault(a.kind, []).append(a)
+    parts = [f"{verb} " + _capped([_target(a) for a in by_kind[kind][:SHOWN]],
+                                  len(by_kind[kind]))
+             for kind, verb in _VERBS if kind in by_kind]
     # The root cause reads best: skip the knock-on restarts of later group members.
     lead = next((a for a in actions if not _knock_on(a.reason)), actions[0])
     return "; ".join(parts) + f" ({lead.reason})"
@@ -59,9 +60,10 @@ def _idle_line(placements: dict[str, str | None], notes: Sequence[Note]) -> str:
     return f"nothing to do: {_capped(where)}" if where else "nothing to do: no groups configured"
 
 
-def _capped(items: list[str]) -> str:
+def _capped(items: list[str], total: int | None = None) -> str:
+    total = len(items) if total is None else total
     shown = ", ".join(items[:SHOWN])
-    return shown + (f" and {len(items) - SHOWN} more" if len(items) > SHOWN else "")
+    return shown + (f" and {total - SHOWN} more" if total > SHOWN else "")
 
 
 def _target(action: Action) -> str:

@@ -26,9 +26,9 @@ RUNNING = (Role.STARTED, Role.PROMOTED)
 class Index:
     """The config and the view of one schedule call, indexed by name.
 
-    Invariant: built once from one frozen config and view and never changed, except
-    `fenced`, which the recovery phase fills before placement reads it; a resource on
-    a fenced node counts as stopped there, because the fence stops everything on it.
+    Invariant: built once from one frozen config and view and never changed, except by
+    `fence`, which the recovery phase calls before placement reads anything; a resource
+    on a fenced node counts as stopped there, because the fence stops everything on it.
     """
 
     config: ClusterConfig
@@ -50,6 +50,16 @@ class Index:
     orders: list[OrderConstraint] = field(default_factory=list)
     fenced: dict[str, str] = field(default_factory=dict)
     """Node -> why it is fenced in this transition."""
+    targets: dict[str, TargetRole] = field(default_factory=dict)
+    troubled: dict[str, list[ResourceStatus]] = field(default_factory=dict)
+    """Resource -> its FAILED and BLOCKED statuses (most resources have none)."""
+    promoted: bool = False
+    """True when any resource is promoted or should be (else promotion is skipped)."""
+    _active: dict[str, tuple[tuple[str, Role], ...]] = field(default_factory=dict)
+    _live: dict[str, tuple[tuple[str, Role], ...]] = field(default_factory=dict)
+    _online: set[str] = field(default_factory=set)
+    _standby: set[str] = field(default_factory=set)
+    _maintenance: set[str] = field(default_factory=set)
 
     @classmethod
     def build(cls, config: ClusterConfig, view: View, now: float) -> Index:
@@ -58,16 +68,39 @@ class Index:
         for pos, group in enumerate(config.groups):
             ix.groups[group.name] = group
             ix.group_pos[group.name] = pos
+            stopped = group.meta.target_role is TargetRole.STOPPED
             for resource in group.resources:
                 ix.group_of[resource.name] = group
                 ix.resources[resource.name] = resource
-        ix.nodes = {n.name: n for n in config.nodes}
-        ix.node_status = {n.name: n for n in view.nodes}
-        for status in view.resources:
-            ix.states.setdefault(status.resource, {})[status.node] = status
+                ix.targets[resource.name] = TargetRole.STOPPED if stopped \
+                    else resource.meta.target_role
+        ix._index_nodes()
+        ix._index_states()
         ix._index_constraints()
         ix._count_failures(view.failures)
         return ix
+
+    def _index_nodes(self) -> None:
+        self.nodes = {n.name: n for n in self.config.nodes}
+        self.node_status = {n.name: n for n in self.view.nodes}
+        self._online = {n.name for n in self.view.nodes if n.online}
+        for source in (self.config.nodes, self.view.nodes):
+            self._standby.update(n.name for n in source if n.standby)
+            self._maintenance.update(n.name for n in source if n.maintenance)
+
+    def _index_states(self) -> None:
+        trouble = (Role.FAILED, Role.BLOCKED)
+        for status in self.view.resources:
+            self.states.setdefault(status.resource, {})[status.node] = status
+            if status.role in trouble:
+                self.troubled.setdefault(status.resource, []).append(status)
+        for name, states in self.states.items():
+            active = tuple((n, s.role) for n, s in states.items() if s.role not in INACTIVE)
+            if active:
+                self._active[name] = active
+        self._live = self._active
+        self.promoted = any(t is TargetRole.PROMOTED for t in self.targets.values()) or \
+            any(s.role is Role.PROMOTED for s in self.view.resources)
 
     def _index_constraints(self) -> None:
         for c in self.config.constraints:
@@ -96,22 +129,23 @@ class Index:
 
     def online(self, node: str) -> bool:
         """True when the view says `node` is up (a node the view does not know is down)."""
-        status = self.node_status.get(node)
-        return status is not None and status.online
+        return node in self._online
 
     def standby(self, node: str) -> bool:
         """Standby in the config or in the view."""
-        status, configured = self.node_status.get(node), self.nodes.get(node)
-        return bool((status and status.standby) or (configured and configured.standby))
+        return node in self._standby
 
     def maintenance(self, node: str) -> bool:
         """Maintenance in the config or in the view."""
-        status, configured = self.node_status.get(node), self.nodes.get(node)
-        return bool((status and status.maintenance) or (configured and configured.maintenance))
+        return node in self._maintenance
+
+    def any_maintenance(self) -> bool:
+        """True when some node is in maintenance."""
+        return bool(self._maintenance)
 
     def usable(self, node: str) -> bool:
         """Online and not being fenced: actions can run there."""
-        return self.online(node) and node not in self.fenced
+        return node in self._online and node not in self.fenced
 
     # -- resources ---------------------------------------------------------------------
 
@@ -126,15 +160,22 @@ class Index:
         """The recorded status of `resource` on `node`, if any."""
         return self.states.get(resource, {}).get(node)
 
-    def active(self, resource: str) -> list[tuple[str, Role]]:
-        """(node, role) wherever `resource` is or may be active, fenced nodes left out."""
-        return [(node, s.role) for node, s in self.states.get(resource, {}).items()
-                if s.role not in INACTIVE and node not in self.fenced]
+    def fence(self, nodes: dict[str, str]) -> None:
+        """Record the nodes fenced in this transition (node -> why): from now on nothing
+        counts as active on them."""
+        self.fenced = nodes
+        self._live = dict(self._active)
+        for name, found in self._active.items():
+            if any(node in nodes for node, _ in found):
+                self._live[name] = tuple((n, r) for n, r in found if n not in nodes)
 
-    def active_raw(self, resource: str) -> list[tuple[str, Role]]:
+    def active(self, resource: str) -> tuple[tuple[str, Role], ...]:
+        """(node, role) wherever `resource` is or may be active, fenced nodes left out."""
+        return self._live.get(resource, ())
+
+    def active_raw(self, resource: str) -> tuple[tuple[str, Role], ...]:
         """(node, role) wherever the view says `resource` is or may be active."""
-        return [(node, s.role) for node, s in self.states.get(resource, {}).items()
-                if s.role not in INACTIVE]
+        return self._active.get(resource, ())
 
     def failure_count(self, resource: str, node: str) -> int:
         """Failures of `resource` on `node` that still count (INFINITY when fatal)."""
@@ -142,7 +183,4 @@ class Index:
 
     def target_role(self, resource: Resource) -> TargetRole:
         """A resource's target role; a group whose target role is stopped stops them all."""
-        group = self.group_of[resource.name]
-        if group.meta.target_role is TargetRole.STOPPED:
-            return TargetRole.STOPPED
-        return resource.meta.target_role
+        return self.targets[resource.name]

@@ -6,6 +6,9 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter
 
 from pyha.model.actions import Action, ActionKind, Note
 from pyha.model.config import Group, Resource, TargetRole
@@ -17,6 +20,7 @@ from pyha.scheduler.index import RUNNING, Index
 from pyha.scheduler.placement import Placement
 from pyha.scheduler.scores import format_parts
 
+_ACTIONS = TypeAdapter(tuple[Action, ...])
 _RANK = {ActionKind.FENCE: 0, ActionKind.DEMOTE: 1, ActionKind.STOP: 2,
          ActionKind.MONITOR: 3, ActionKind.START: 4, ActionKind.PROMOTE: 5}
 
@@ -53,30 +57,37 @@ class ActionList:
     def freeze(self) -> tuple[Action, ...]:
         """The actions in execution order (fences, demotes, stops, probes, starts, promotes
         as far as the dependencies allow), numbered from 1."""
-        waiting = {i + 1: len(d.after) for i, d in enumerate(self.drafts)}
+        drafts = self.drafts
+        waiting = [0] * (len(drafts) + 1)
         followers: dict[int, list[int]] = {}
-        for i, draft in enumerate(self.drafts):
+        ready: list[int] = []  # rank << 32 | id: one int per entry keeps the heap cheap
+        for draft_id, draft in enumerate(drafts, 1):
+            waiting[draft_id] = len(draft.after)
             for dep in draft.after:
-                followers.setdefault(dep, []).append(i + 1)
-        ready = [(_RANK[d.kind], i + 1) for i, d in enumerate(self.drafts) if not d.after]
+                followers.setdefault(dep, []).append(draft_id)
+            if not draft.after:
+                ready.append(_RANK[draft.kind] << 32 | draft_id)
         heapq.heapify(ready)
         final: dict[int, int] = {}
         while ready:
-            _, draft_id = heapq.heappop(ready)
+            draft_id = heapq.heappop(ready) & 0xFFFFFFFF
             final[draft_id] = len(final) + 1
             for nxt in followers.get(draft_id, ()):
                 waiting[nxt] -= 1
                 if not waiting[nxt]:
-                    heapq.heappush(ready, (_RANK[self.drafts[nxt - 1].kind], nxt))
-        if len(final) < len(self.drafts):
+                    heapq.heappush(ready, _RANK[drafts[nxt - 1].kind] << 32 | nxt)
+        if len(final) < len(drafts):
             raise AssertionError("the scheduler built a dependency cycle")  # a bug, not input
-        ordered = sorted(final, key=final.__getitem__)
-        return tuple(self._action(final, d) for d in ordered)
+        # `final` was filled in execution order; one validation call builds every action.
+        return _ACTIONS.validate_python([self._action(final, d) for d in final])
 
-    def _action(self, final: dict[int, int], draft_id: int) -> Action:
+    def _action(self, final: dict[int, int], draft_id: int) -> dict[str, Any]:
         d = self.drafts[draft_id - 1]
-        return Action(id=final[draft_id], kind=d.kind, node=d.node, resource=d.resource,
-                      reason=d.reason, after=tuple(sorted(final[a] for a in d.after)))
+        after = [final[a] for a in d.after]
+        if len(after) > 1:
+            after.sort()
+        return {"id": final[draft_id], "kind": d.kind, "node": d.node,
+                "resource": d.resource, "reason": d.reason, "after": after}
 
 
 @dataclass
@@ -291,7 +302,7 @@ class _GroupPlan:
     def _role_changes(self) -> None:
         """Promote or demote members that stay where they run."""
         target = self.placement.node
-        if target is None:
+        if target is None or not self.ix.promoted:
             return
         for resource in self.group.resources[:self.first]:
             role, wanted = self.ix.role(resource.name, target), self.ix.target_role(resource)

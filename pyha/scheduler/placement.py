@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 from pyha.model.actions import Note
@@ -12,7 +11,7 @@ from pyha.scheduler import recovery
 from pyha.scheduler.constraints import Constraints
 from pyha.scheduler.index import RUNNING, Index
 from pyha.scheduler.moves import is_move
-from pyha.scheduler.scores import GroupScores, NodeScore, format_parts, group_scores, node_bases
+from pyha.scheduler.scores import Bases, GroupScores, format_parts, group_scores, node_bases
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ def notes(ix: Index, placements: dict[str, Placement]) -> dict[str, list[Note]]:
     return out
 
 
-def _place_round(ix: Index, cons: Constraints, bases: dict[str, NodeScore],
+def _place_round(ix: Index, cons: Constraints, bases: Bases,
                  blocked: dict[str, str]) -> dict[str, Placement]:
     placing = _Round(ix, cons, bases, blocked)
     for name in cons.place_order:
@@ -77,17 +76,18 @@ class _Round:
 
     ix: Index
     cons: Constraints
-    bases: dict[str, NodeScore]
+    bases: Bases
     blocked: dict[str, str]
     placed: dict[str, Placement] = field(default_factory=dict)
-    load: Counter[str] = field(default_factory=Counter)
+    load: dict[str, int] = field(default_factory=dict)
 
     def place(self, group: Group) -> None:
         """Place `group` and count its resources on its node."""
         placement = self._place(group)
         self.placed[group.name] = placement
         if placement.node:
-            self.load[placement.node] += self._running_members(group)
+            node = placement.node
+            self.load[node] = self.load.get(node, 0) + self._running_members(group)
 
     def _running_members(self, group: Group) -> int:
         """Members that will run: those before the first whose target role is stopped."""
@@ -108,7 +108,10 @@ class _Round:
         scores = group_scores(self.ix, group, self.bases)
         for c in self.cons.colocations.get(group.name, ()):
             _colocate(scores, c, self.placed[c.with_group])
-        here = Counter(node for r in group.resources for node, _ in self.ix.active(r.name))
+        here: dict[str, int] = {}
+        for r in group.resources:
+            for node, _ in self.ix.active(r.name):
+                here[node] = here.get(node, 0) + 1
         return _best(scores, self.load, here)
 
 
@@ -130,18 +133,15 @@ def _colocate(scores: GroupScores, c: ColocationConstraint, other: Placement) ->
     where = other.node
     if where is None:
         if c.score >= INFINITY:
-            for node in scores.nodes:
-                scores.add(node, -INFINITY, f"colocation {c.id}: must run with "
-                                            f"{c.with_group}, which stays stopped")
+            scores.confine(None, f"colocation {c.id}: must run with {c.with_group}, "
+                                 "which stays stopped")
         return
     if where not in scores.base:
         return
     if c.score >= INFINITY:
         scores.add(where, c.score, f"colocation {c.id}: with {c.with_group}")
-        for node in scores.nodes:
-            if node != where:
-                scores.add(node, -INFINITY, f"colocation {c.id}: must run with "
-                                            f"{c.with_group}, which is placed on {where}")
+        scores.confine(where, f"colocation {c.id}: must run with {c.with_group}, "
+                              f"which is placed on {where}")
     elif c.score <= -INFINITY:
         scores.add(where, c.score, f"colocation {c.id}: never with {c.with_group}")
     elif c.score:
@@ -149,33 +149,38 @@ def _colocate(scores: GroupScores, c: ColocationConstraint, other: Placement) ->
         scores.add(where, c.score, f"colocation {c.id}: {side} {c.with_group}")
 
 
-def _best(scores: GroupScores, load: Counter[str], here: Counter[str]) -> Placement:
+def _best(scores: GroupScores, load: dict[str, int], here: dict[str, int]) -> Placement:
     """The best-scoring allowed node. Ties go to the node where most members already run
     (scores saturate at INFINITY, and a tie must not move a group), then to the node
     running the fewest resources, then to the node listed first."""
-    totals = [(node, scores.total(node)) for node in scores.nodes]
-    allowed = [(node, total) for node, total in totals if total > -INFINITY]
-    if not allowed:
+    top, tied = -INFINITY, []
+    for node, total in scores.totals():  # one pass: this runs for every group
+        if total > top:
+            top, tied = total, [node]
+        elif total == top and top > -INFINITY:
+            tied.append(node)
+    if not tied:
         why = ban_text(scores)
         return Placement(scores.group, None, why, scores, note=why)
-    top = max(total for _, total in allowed)
-    tied = [node for node, total in allowed if total == top]
-    best = min(tied, key=lambda node: (-here[node], load[node]))  # min keeps the first
+    best = tied[0] if len(tied) == 1 else min(
+        tied, key=lambda node: (-here.get(node, 0), load.get(node, 0)))  # keeps the first
     row = scores.row(best)
     why = f"{best} scores {format_score(row.score)} ({format_parts(row.parts)})"
-    others = [node for node in tied if node != best]
-    if others:
+    if len(tied) > 1:
+        others = [node for node in tied if node != best]
         named = ", ".join(others) if len(others) <= 3 else f"{len(others)} other nodes"
         why += f"; tied with {named}, {_tie_break(best, others, load, here)}"
     return Placement(scores.group, best, why, scores)
 
 
-def _tie_break(best: str, others: list[str], load: Counter[str], here: Counter[str]) -> str:
-    if all(here[best] > here[node] for node in others):
+def _tie_break(best: str, others: list[str], load: dict[str, int],
+               here: dict[str, int]) -> str:
+    if here.get(best, 0) > max(here.get(node, 0) for node in others):
         return "it runs there already"
-    if all(load[best] < load[node] for node in others):
+    fewest = min(load.get(node, 0) for node in others)
+    if load.get(best, 0) < fewest:
         return "it runs the fewest resources"
-    if all(load[best] == load[node] for node in others):
+    if load.get(best, 0) == max(load.get(node, 0) for node in others):
         return "it comes first in the node list"
     return "it comes first of those running the fewest resources"
 

@@ -63,14 +63,16 @@ def _listed(names: list[str]) -> str:
 
 def unmanaged(ix: Index, group: Group) -> tuple[str | None, str]:
     """(node, why) when the group must be left as it is: a member is blocked, or runs on a
-    node in maintenance; ('', '') when the scheduler manages it."""
+    node in maintenance; (None, '') when the scheduler manages it."""
     for resource in group.resources:
-        for node, role in ix.active(resource.name):
-            if role is Role.BLOCKED:
-                status = ix.status(resource.name, node)
-                op = status.failed_operation if status and status.failed_operation else "stop"
-                return node, (f"left alone: {resource.name} is blocked on {node} after its "
-                              f"{op} failed; clean it up to continue")
+        for status in ix.troubled.get(resource.name, ()):
+            if status.role is Role.BLOCKED and status.node not in ix.fenced:
+                op = status.failed_operation or "stop"
+                return status.node, (f"left alone: {resource.name} is blocked on "
+                                     f"{status.node} after its {op} failed; clean it up "
+                                     "to continue")
+    if not ix.any_maintenance():
+        return None, ""
     for resource in group.resources:
         for node, _role in ix.active(resource.name):
             if ix.maintenance(node):
@@ -82,14 +84,13 @@ def stop_policy(ix: Index, group: Group) -> str | None:
     """Why the group stays stopped under on-fail=stop, if a member failed that way."""
     for resource in group.resources:
         name = resource.name
-        for node, role in ix.active(name):
-            status = ix.status(name, node)
-            op = status.failed_operation if status else ""
-            if role is Role.FAILED and failed_policy(ix, name, op) is OnFail.STOP:
-                return f"{name}'s {op or 'operation'} failed on {node} (on-fail=stop)"
+        for status in ix.troubled.get(name, ()):
+            op = status.failed_operation
+            if status.role is Role.FAILED and status.node not in ix.fenced and \
+                    failed_policy(ix, name, op) is OnFail.STOP:
+                return f"{name}'s {op or 'operation'} failed on {status.node} (on-fail=stop)"
         for node in ix.failed_on.get(name, ()):
-            record = ix.records[(name, node)]
-            if record.on_fail is OnFail.STOP:
+            if ix.records[(name, node)].on_fail is OnFail.STOP:
                 return f"{name} failed on {node} (on-fail=stop)"
     return None
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from pyha.model.config import Group, OnFail, TargetRole
 from pyha.model.status import Role
-from pyha.model.types import INFINITY, add_scores, format_score
+from pyha.model.types import INFINITY, format_score
 from pyha.scheduler.index import Index
 from pyha.scheduler.recovery import failed_policy
 
@@ -26,6 +26,15 @@ def format_parts(parts: list[Part]) -> str:
     return ", ".join(f"{signed(v)} {why}" for v, why in parts) or "no preference"
 
 
+def add2(a: int, b: int) -> int:
+    """`add_scores(a, b)` for two scores, without the generality (it runs per node)."""
+    if a <= -INFINITY or b <= -INFINITY:
+        return -INFINITY
+    if a >= INFINITY or b >= INFINITY:
+        return INFINITY
+    return max(-INFINITY, min(INFINITY, a + b))
+
+
 @dataclass
 class NodeScore:
     """A score on one node with the contributions that made it, in the order added."""
@@ -36,7 +45,7 @@ class NodeScore:
 
     def add(self, value: int, why: str) -> None:
         """Add one contribution and remember why."""
-        self.score = add_scores(self.score, value)
+        self.score = add2(self.score, value)
         self.parts.append((value, why))
 
     def blocking(self) -> str | None:
@@ -46,19 +55,45 @@ class NodeScore:
         return next((why for v, why in self.parts if v <= -INFINITY), None)
 
 
+@dataclass(frozen=True)
+class Bases:
+    """What each node's own state adds for every group (down, fenced, standby,
+    maintenance), with the totals precomputed in node order."""
+
+    scores: dict[str, NodeScore]
+    totals: tuple[tuple[str, int], ...]
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The nodes, in config order."""
+        return tuple(self.scores)
+
+
 @dataclass
 class GroupScores:
     """A group's score on every node: the node's own state (shared by every group) plus
-    the group's own contributions.
+    the group's own contributions, and the nodes a colocation confines it to.
 
-    Invariant: `total(n)` is the saturating sum of `base[n]` and `own[n]`; nodes a group
-    has no own contribution for cost nothing, so scoring stays linear in resources.
+    Invariant: `total(n)` is the saturating sum of the base and the group's own score on
+    n, or -INFINITY when a confinement leaves n out; nodes without own contributions cost
+    nothing, so scoring stays linear in resources.
     """
 
     group: str
-    nodes: tuple[str, ...]
-    base: dict[str, NodeScore]
+    bases: Bases
     own: dict[str, NodeScore] = field(default_factory=dict)
+    confined: list[tuple[str | None, str]] = field(default_factory=list)
+    """(the only node allowed, or None for none, why): from colocations with INFINITY."""
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The nodes, in config order."""
+        return self.bases.nodes
+
+    @property
+    def base(self) -> dict[str, NodeScore]:
+        """Each node's own state."""
+        return self.bases.scores
 
     def add(self, node: str, value: int, why: str) -> None:
         """Add one of the group's own contributions on `node`."""
@@ -67,16 +102,46 @@ class GroupScores:
             entry = self.own[node] = NodeScore(node)
         entry.add(value, why)
 
+    def confine(self, node: str | None, why: str) -> None:
+        """Forbid every node but `node` (every node if None), saying why."""
+        self.confined.append((node, why))
+
     def total(self, node: str) -> int:
         """The score of the group on `node`."""
+        for allowed, _ in self.confined:
+            if node != allowed:
+                return -INFINITY
         own = self.own.get(node)
-        base = self.base[node].score
-        return add_scores(base, own.score) if own else base
+        base = self.bases.scores[node].score
+        return add2(base, own.score) if own else base
+
+    def totals(self) -> list[tuple[str, int]]:
+        """(node, total) for every node, in config order."""
+        if not self.own and not self.confined:
+            return list(self.bases.totals)
+        allowed = self._allowed()
+        own = self.own
+        out = []
+        for node, base in self.bases.totals:
+            if allowed is not None and node not in allowed:
+                out.append((node, -INFINITY))
+                continue
+            entry = own.get(node)
+            out.append((node, add2(base, entry.score) if entry else base))
+        return out
+
+    def _allowed(self) -> set[str] | None:
+        """The nodes the confinements leave (None when there is none)."""
+        if not self.confined:
+            return None
+        return {n for n, _ in self.confined if n is not None} \
+            if len({n for n, _ in self.confined}) == 1 else set()
 
     def row(self, node: str) -> NodeScore:
         """The score on `node` with every contribution, node state first."""
         own = self.own.get(node)
-        parts = self.base[node].parts + (own.parts if own else [])
+        parts = self.bases.scores[node].parts + (own.parts if own else [])
+        parts += [(-INFINITY, why) for allowed, why in self.confined if node != allowed]
         return NodeScore(node, self.total(node), list(parts))
 
     def rows(self) -> list[NodeScore]:
@@ -84,9 +149,9 @@ class GroupScores:
         return [self.row(n) for n in self.nodes]
 
 
-def node_bases(ix: Index) -> dict[str, NodeScore]:
+def node_bases(ix: Index) -> Bases:
     """What each node's own state adds for every group: down, fenced, standby, maintenance."""
-    bases = {}
+    scores = {}
     for node in ix.nodes:
         entry = NodeScore(node)
         if node in ix.fenced:
@@ -98,13 +163,13 @@ def node_bases(ix: Index) -> dict[str, NodeScore]:
             entry.add(-INFINITY, f"{node} is in standby")
         elif ix.maintenance(node):
             entry.add(-INFINITY, f"{node} is in maintenance")
-        bases[node] = entry
-    return bases
+        scores[node] = entry
+    return Bases(scores, tuple((n, e.score) for n, e in scores.items()))
 
 
-def group_scores(ix: Index, group: Group, bases: dict[str, NodeScore]) -> GroupScores:
+def group_scores(ix: Index, group: Group, bases: Bases) -> GroupScores:
     """The score of `group` on every node before colocation (placement adds that)."""
-    scores = GroupScores(group.name, tuple(ix.nodes), bases)
+    scores = GroupScores(group.name, bases)
     _locations(ix, group, scores)
     _stickiness(ix, group, scores)
     _failures(ix, group, scores)
@@ -168,12 +233,13 @@ def _failures(ix: Index, group: Group, scores: GroupScores) -> None:
 
 def _policy_bans(ix: Index, group: Group, name: str, scores: GroupScores) -> None:
     """on-fail=move bans the node where the operation failed, whatever the fail count says."""
-    for node, role in ix.active(name):
+    for status in ix.troubled.get(name, ()):
+        node = status.node
+        if status.role is not Role.FAILED or node in ix.fenced or node not in ix.nodes:
+            continue
         if ix.failures.get((name, node), 0) >= INFINITY:
             continue  # already banned there by the fatal failure
-        if role is Role.FAILED and node in ix.nodes:
-            status = ix.status(name, node)
-            operation = status.failed_operation if status else ""
-            if failed_policy(ix, name, operation) is OnFail.MOVE:
-                scores.add(node, -INFINITY,
-                           f"{name}'s {operation or 'operation'} failed there (on-fail=move)")
+        operation = status.failed_operation
+        if failed_policy(ix, name, operation) is OnFail.MOVE:
+            scores.add(node, -INFINITY,
+                       f"{name}'s {operation or 'operation'} failed there (on-fail=move)")
