@@ -32,12 +32,13 @@ def _root(
 
 def _register() -> None:
     """Attach the sub-commands; each module owns its part of the command line."""
-    from pyha.cli import directory, keys, resource_types, run
+    from pyha.cli import directory, keys, resource_types, run, simulate
 
     app.add_typer(resource_types.app, name="resource-type")
     app.add_typer(directory.app, name="directory")
     run.register(app)
     keys.register(app)
+    simulate.register(app)
 
 
 def main() -> None:
