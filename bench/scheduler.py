@@ -21,10 +21,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pyha.model.config import ClusterConfig  # noqa: E402
-from pyha.model.status import View  # noqa: E402
-from pyha.scheduler import schedule  # noqa: E402
-from pyha.testing.harness import apply, idle_view, node_down  # noqa: E402
+from pyha.model.config import ClusterConfig
+from pyha.model.status import View
+from pyha.scheduler import schedule
+from pyha.testing.harness import apply, idle_view, node_down
 
 NOW = 1_767_225_600.0
 

@@ -25,7 +25,7 @@ _RANK = {ActionKind.FENCE: 0, ActionKind.DEMOTE: 1, ActionKind.STOP: 2,
          ActionKind.MONITOR: 3, ActionKind.START: 4, ActionKind.PROMOTE: 5}
 
 
-@dataclass
+@dataclass(slots=True)
 class _Draft:
     kind: ActionKind
     node: str
@@ -324,19 +324,21 @@ class _GroupPlan:
             self.notes.append(Note(subject=self.group.name, text=f"waits: {self.hold}"))
             return None
         target = self.placement.node or ""
-        previous = set(result.stops) | self.after
+        previous: Iterable[int] = set(result.stops) | self.after
         last = None
+        targets = self.ix.targets
         for index in range(self.first, len(self.group.resources)):
             resource = self.group.resources[index]
-            if not self._wanted(resource):
+            wanted = targets[resource.name]
+            if wanted is TargetRole.STOPPED:
                 self._note_unwanted(index)
                 break
             last = self.out.add(ActionKind.START, target, resource.name,
                                 self._start_reason(index), previous)
-            if self.ix.target_role(resource) is TargetRole.PROMOTED:
+            if wanted is TargetRole.PROMOTED:
                 last = self.out.add(ActionKind.PROMOTE, target, resource.name,
                                     f"{resource.name}: its target role is promoted", (last,))
-            previous = {last}
+            previous = (last,)
         return last
 
     def _start_reason(self, index: int) -> str:
