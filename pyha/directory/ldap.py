@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pyha.directory import ldap3compat
+from pyha.directory.ber import read_search_entry
 from pyha.directory.bootstrap import DirectorySettings
 from pyha.directory.codecs import parse_time
 from pyha.directory.diff import Change
@@ -66,6 +67,7 @@ class LdapDirectory(EntryStore):
         self.last_load_csn: frozenset[str] = frozenset()
         """contextCSN read just before the last load: what that load includes."""
         self._snapshot: dict[str, Entry] = {}
+        self._captured: list[Entry] = []
         self._memo = ParseMemo()
         self._build_lock = threading.Lock()
         try:
@@ -176,7 +178,7 @@ class LdapDirectory(EntryStore):
             for attempt in (1, 2):
                 if self._bulk is None or self._bulk.closed:
                     self._bulk = self.open_connection(_ldap3().SYNC)
-                    _decode_entries_directly(self._bulk)
+                    self._captured = _capture_entries(self._bulk)
                 try:
                     return list(self._pages(self._bulk, base, scope, flt, attrs))
                 except exceptions.LDAPException as exc:
@@ -191,15 +193,17 @@ class LdapDirectory(EntryStore):
                attrs: Sequence[str]) -> Iterator[Entry]:
         cookie = None
         while True:
+            self._captured.clear()
             conn.search(base, flt, scope, attributes=list(attrs),
                         paged_size=self.settings.page_size, paged_cookie=cookie)
             result = conn.result
             if result["result"] == _NO_SUCH_OBJECT:
                 return
             _check(result, f"search {base}")
+            yield from list(self._captured)
             for item in conn.response or ():
                 if item.get("type") == "searchResEntry":
-                    yield item.get("pyha_entry") or _entry(item)
+                    yield _entry(item)
             paged = (result.get("controls") or {}).get(PAGED_OID, {})
             cookie = paged.get("value", {}).get("cookie")
             if not cookie:
@@ -353,33 +357,38 @@ class LdapDirectory(EntryStore):
         return watcher
 
 
-def _decode_entries_directly(conn: Any) -> None:
-    """Have a connection turn search entries straight into Entry objects.
+def _capture_entries(conn: Any) -> list[Entry]:
+    """Have a connection hand search entries to a list instead of decoding them itself.
 
-    ldap3 builds two dicts per entry (raw and formatted values) and formats every value
-    through its config; for the bulk read only the raw values are needed, which takes a
-    third of the time for 10,000 entries. Anything unexpected falls back to ldap3's own
-    decoding, so a different ldap3 release costs speed, never correctness.
+    Complete messages from the socket that are search entries are read by
+    pyha.directory.ber and kept out of ldap3's generic decoding, which builds two dicts
+    per entry and formats every value; the rest (the search result, referrals) goes
+    through ldap3 as usual, and so does an entry the reader does not understand.
     """
     strategy = conn.strategy
-    original = strategy.decode_response_fast
+    receive = strategy.receiving
+    captured: list[Entry] = []
 
-    def decode(message: dict[str, Any]) -> dict[str, Any]:
-        if message.get("protocolOp") != 4:  # searchResEntry
-            return original(message)  # type: ignore[no-any-return]
-        try:
-            payload = message["payload"]
-            attrs = {bytes(a[3][0][3]).decode().lower():
-                     tuple(bytes(v[3]).decode("utf-8", "replace") for v in a[3][1][3])
-                     for a in payload[1][3]}
-            dn = bytes(payload[0][3]).decode("utf-8")
-        except (KeyError, IndexError, TypeError, ValueError):
-            return original(message)  # type: ignore[no-any-return]
-        return {"type": "searchResEntry", "dn": dn, "raw_attributes": {}, "attributes": {},
-                "pyha_entry": Entry(dn, {k: v for k, v in attrs.items() if v})}
+    def receiving() -> list[bytes]:
+        # ldap3 reads an empty answer as a closed session: keep reading until a
+        # message is left for it, or the socket really has nothing more.
+        while True:
+            messages = receive()
+            if not messages:
+                return []
+            rest = []
+            for raw in messages:
+                entry = read_search_entry(raw)
+                if entry is None:
+                    rest.append(raw)
+                else:
+                    captured.append(entry)
+            if rest:
+                return rest
 
-    strategy.decode_response_fast = decode
+    strategy.receiving = receiving
     conn.empty_attributes = False
+    return captured
 
 
 def _entry(item: dict[str, Any]) -> Entry:
