@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 from typing import Any
@@ -225,24 +225,38 @@ class ClusterNode:
 
     def _round(self, request: el.VoteRequest) -> el.VoteRequest | None:
         """Ask every voter at once and count answers as they come: a paused peer must not
-        hold up the others. Returns the real request when the pre-vote was won."""
+        hold up the others, and a peer declared down must not hold up the next round (after
+        a split vote, each candidate retries at its own random time, not when the dead
+        node's call times out). Returns the real request when the pre-vote was won."""
         peers = [n for n in self.peers if n in self.voters]
         pool = ThreadPoolExecutor(max_workers=max(1, len(peers)))
         try:
             calls = {pool.submit(self.peers[p].call, "vote", _request_body(request)): p
                      for p in peers}
-            for done in as_completed(calls):
-                try:
-                    answer = done.result()
-                except PyhaError as exc:
-                    log.debug("vote from %s: %s", calls[done], exc)
-                    continue
-                follow_up = self._count(_reply(calls[done], answer))
-                if follow_up is not None or self.election.role is not _WAITING[request.pre]:
-                    return follow_up
+            pending = set(calls)
+            while pending:
+                done, pending = wait(pending, timeout=self.options.heartbeat_interval,
+                                     return_when=FIRST_COMPLETED)
+                for future in done:
+                    try:
+                        answer = future.result()
+                    except PyhaError as exc:
+                        log.debug("vote from %s: %s", calls[future], exc)
+                        continue
+                    follow_up = self._count(_reply(calls[future], answer))
+                    if follow_up is not None or self.election.role is not _WAITING[request.pre]:
+                        return follow_up
+                if pending and not self._any_alive(calls[f] for f in pending):
+                    log.debug("term %d: no vote left to wait for from a live node", request.term)
+                    return None
             return None
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def _any_alive(self, nodes: Iterable[str]) -> bool:
+        now = self.clock.now()
+        with self._lock:
+            return any(self.detector.alive(n, now) for n in nodes)
 
     def _count(self, reply: el.VoteReply) -> el.VoteRequest | None:
         with self._lock:
