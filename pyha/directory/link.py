@@ -22,6 +22,9 @@ STATUS_INTERVAL = 1.0
 """At most one write per status entry per second."""
 AUDIT_ITEMS = 50
 """Changes applied at once beyond this many are audited as one summary record."""
+AUDIT_KEEP = 10_000
+"""Audit records kept; older ones are pruned now and then (every AUDIT_PRUNE writes)."""
+AUDIT_PRUNE = 100
 
 Key = tuple[str, str]
 
@@ -113,6 +116,7 @@ class DirectoryLink:
         self._writer = threading.Thread(target=self._write_loop, name="pyha-status-writer",
                                         daemon=True)
         self._write_failed = False
+        self._audits = 0
 
     def start(self) -> None:
         """Watch the directory and start writing status."""
@@ -185,6 +189,10 @@ class DirectoryLink:
     def _write_audit(self, record: AuditRecord) -> None:
         try:
             self.directory.write_audit(record)
+            self._audits += 1
+            prune = getattr(self.directory, "prune_audit", None)
+            if prune is not None and self._audits % AUDIT_PRUNE == 0:
+                prune(AUDIT_KEEP)
         except DirectoryError as exc:
             log.warning("cannot write the audit record of %s: %s", record.action, exc)
 
