@@ -325,7 +325,10 @@ def _stop_users(ctx: OperationContext, s: Settings, directory: str, users: list[
             "left running and the file system stays mounted"
         )
     if ctx.expired():
-        raise FilesystemError(f"{directory} is still busy at the deadline, used by {shown}")
+        # Out of time: kill them anyway (no grace), so the scheduler's retry can unmount.
+        stop_processes(ctx, users, 0.0)
+        raise FilesystemError(f"{directory} is still busy at the deadline, used by {shown}; "
+                              "they were sent SIGKILL")
     ctx.log.warning("%s: %s is busy; stopping %s", ctx.resource, directory, shown)
     left = stop_processes(ctx, users, s.kill_grace)
     if left:
