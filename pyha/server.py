@@ -133,6 +133,9 @@ class ClusterServer:
         self._roles: dict[str, ResourceStatus] = {}
         self._policies: dict[str, OnFail] = {}
         """The on-fail policy of each resource's last failure, for the view's fail records."""
+        self._reprobe: set[str] = set()
+        """Resources to probe again at the next cycle (their plugin host restarted)."""
+        self._watch_java_host()
         self._cycle = 0
         self._last_line = ""
         self._last_notes: dict[str, str] = {}
@@ -392,8 +395,30 @@ class ClusterServer:
 
     def monitor_tick(self) -> None:
         """Run the monitors that are due and forget expired failures (no scheduling)."""
+        self._probe_again()
         self._run_due_monitors()
         self.fail_counts.expire(self.clock.wall(), self._failure_timeout)
+
+    def _watch_java_host(self) -> None:
+        """Probe the Java resources again whenever their JVM host was restarted: what the
+        old host knew is gone, and the resources' real state must be asked afresh."""
+        from pyha.resources.java import JavaAgent, java_runtime
+
+        java = [m.resource.name for m in self.members.values()
+                if isinstance(m.agent, JavaAgent)]
+        runtime = java_runtime(m.agent for m in self.members.values()) if java else None
+        if runtime is not None:
+            # The listener runs in the thread that restarted the host: only take note.
+            runtime.on_host_restarted(lambda _generation: self._reprobe.update(java))
+
+    def _probe_again(self) -> None:
+        while self._reprobe:
+            name = self._reprobe.pop()
+            member = self.members.get(name)
+            if member is not None:
+                self.log.warning("probing %s again: its plugin host restarted", name)
+                self.monitors.remove(name)
+                self._probed(member, self._run(member, "monitor"))
 
     def _probed(self, member: Member, result: OperationResult) -> None:
         if result.ok and result.running:
