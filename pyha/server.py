@@ -180,18 +180,22 @@ class ClusterServer:
 
     def shutdown(self) -> None:
         """Stop every active resource: groups in reverse order, members in reverse."""
+        self.stop_all("shutting down")
+        self.log.info("cluster server for node %s stopped", self.node)
+
+    def stop_all(self, why: str) -> None:
+        """Stop every active resource here, last group and last member first."""
         active = [m for m in reversed(list(self.members.values()))
                   if self._role(m.resource.name) not in (Role.STOPPED, Role.UNKNOWN)]
         names = ", ".join(m.resource.name for m in active) or "nothing active"
-        self.log.info("shutting down: stop %s", names)
+        self.log.info("%s: stop %s", why, names)
         for member in active:
             self.monitors.remove(member.resource.name)
             result = self._run(member, "stop")
             if result.ok:
                 self._set(member, Role.STOPPED)
             else:
-                self.log.error("shutting down: %s", result.describe())
-        self.log.info("cluster server for node %s stopped", self.node)
+                self.log.error("%s: %s", why, result.describe())
 
     def wake(self) -> None:
         """Make the loop run a cycle now (after a config change or a command)."""

@@ -100,6 +100,7 @@ class ClusterNode:
         self._wake = threading.Event()
         self._leaving = False
         self._quorate = True
+        self._born = self.clock.now()
         self._last_line = ""
         self._last_cycle = 0.0
         self.on_decision: Callable[[str], None] | None = None
@@ -493,13 +494,14 @@ class ClusterNode:
             self._quorate = quorum.quorate
         if quorum.quorate or self.options.no_quorum_policy is not NoQuorumPolicy.STOP:
             return
+        if now - self._born < 2 * self.options.dead_after:
+            return  # just started: peers may not have been heard yet; a restart must not
+            # bounce services that kept running while this server was away
         with self._local_lock:
             active = [s for s in self.local.view().resources
                       if s.role not in (Role.STOPPED, Role.UNKNOWN)]
             if active:
-                log.warning("no quorum (no_quorum_policy=stop): stopping %s",
-                            ", ".join(s.resource for s in active))
-                self.local.shutdown()
+                self.local.stop_all(f"no quorum ({quorum.reason}; no_quorum_policy=stop)")
 
     def _leave(self) -> None:
         """Ask the coordinator to move this node's groups away, then return."""
