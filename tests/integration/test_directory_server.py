@@ -159,10 +159,11 @@ def test_connection_options_instead_of_a_bootstrap_file_and_a_clean_stop(
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(lambda: server.running("first") and server.running("second"),
                  "the group starts", log=server.log)
+        wait_for((server.state / "directory.cookie").exists,
+                 "the watcher keeps its sync cookie in the state dir", log=server.log)
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(timeout=30) == 0
         assert not server.running("first") and not server.running("second")
         assert slapd_server.password not in server.text()
-        assert (server.state / "directory.cookie").exists()
     finally:
         server.stop()
