@@ -53,6 +53,8 @@ class Index:
     targets: dict[str, TargetRole] = field(default_factory=dict)
     troubled: dict[str, list[ResourceStatus]] = field(default_factory=dict)
     """Resource -> its FAILED and BLOCKED statuses (most resources have none)."""
+    failing: set[str] = field(default_factory=set)
+    """Groups with a member failed or blocked somewhere, or with failures that count."""
     promoted: bool = False
     """True when any resource is promoted or should be (else promotion is skipped)."""
     _active: dict[str, tuple[tuple[str, Role], ...]] = field(default_factory=dict)
@@ -78,6 +80,8 @@ class Index:
         ix._index_states()
         ix._index_constraints()
         ix._count_failures(view.failures)
+        ix.failing = {ix.group_of[r].name for r in (*ix.troubled, *ix.failed_on)
+                      if r in ix.group_of}
         return ix
 
     def _index_nodes(self) -> None:

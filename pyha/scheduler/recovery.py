@@ -64,7 +64,7 @@ def _listed(names: list[str]) -> str:
 def unmanaged(ix: Index, group: Group) -> tuple[str | None, str]:
     """(node, why) when the group must be left as it is: a member is blocked, or runs on a
     node in maintenance; (None, '') when the scheduler manages it."""
-    for resource in group.resources:
+    for resource in group.resources if group.name in ix.failing else ():
         for status in ix.troubled.get(resource.name, ()):
             if status.role is Role.BLOCKED and status.node not in ix.fenced:
                 op = status.failed_operation or "stop"
@@ -82,6 +82,8 @@ def unmanaged(ix: Index, group: Group) -> tuple[str | None, str]:
 
 def stop_policy(ix: Index, group: Group) -> str | None:
     """Why the group stays stopped under on-fail=stop, if a member failed that way."""
+    if group.name not in ix.failing:
+        return None
     for resource in group.resources:
         name = resource.name
         for status in ix.troubled.get(name, ()):

@@ -172,7 +172,8 @@ def group_scores(ix: Index, group: Group, bases: Bases) -> GroupScores:
     scores = GroupScores(group.name, bases)
     _locations(ix, group, scores)
     _stickiness(ix, group, scores)
-    _failures(ix, group, scores)
+    if group.name in ix.failing:
+        _failures(ix, group, scores)
     return scores
 
 
