@@ -410,6 +410,12 @@ class ClusterNode:
             log.warning("%s: %s", action.describe(), exc)
             return False
         ok = bool(answer.get("ok"))
+        if action.kind in (ActionKind.START, ActionKind.PROMOTE):
+            # The report we hold predates this start. Forget it: should the node be lost
+            # before its next report, it counts as unheard, so it is fenced before its
+            # groups start anywhere else.
+            with self._lock:
+                self._reports.pop(action.node, None)
         if ok and action.kind is ActionKind.STOP and action.resource:
             with self._lock:
                 self._uncertain.get(action.node, set()).discard(action.resource)
