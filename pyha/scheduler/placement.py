@@ -63,7 +63,7 @@ def notes(ix: Index, placements: dict[str, Placement]) -> dict[str, list[Note]]:
 
 def _place_round(ix: Index, cons: Constraints, bases: Bases,
                  blocked: dict[str, str]) -> dict[str, Placement]:
-    placing = _Round(ix, cons, bases, blocked)
+    placing = _Round(ix, cons, bases, blocked, load=dict.fromkeys(ix.nodes, 0))
     for name in cons.place_order:
         placing.place(ix.groups[name])
     return placing.placed
@@ -85,9 +85,8 @@ class _Round:
         """Place `group` and count its resources on its node."""
         placement = self._place(group)
         self.placed[group.name] = placement
-        if placement.node:
-            node = placement.node
-            self.load[node] = self.load.get(node, 0) + self._running_members(group)
+        if placement.node in self.load:
+            self.load[placement.node] += self._running_members(group)
 
     def _running_members(self, group: Group) -> int:
         """Members that will run: those before the first whose target role is stopped."""
@@ -162,8 +161,7 @@ def _best(scores: GroupScores, load: dict[str, int], here: dict[str, int]) -> Pl
     if not tied:
         why = ban_text(scores)
         return Placement(scores.group, None, why, scores, note=why)
-    best = tied[0] if len(tied) == 1 else min(
-        tied, key=lambda node: (-here.get(node, 0), load.get(node, 0)))  # keeps the first
+    best = tied[0] if len(tied) == 1 else _tied_best(tied, load, here)
     row = scores.row(best)
     why = f"{best} scores {format_score(row.score)} ({format_parts(row.parts)})"
     if len(tied) > 1:
@@ -173,14 +171,24 @@ def _best(scores: GroupScores, load: dict[str, int], here: dict[str, int]) -> Pl
     return Placement(scores.group, best, why, scores)
 
 
+def _tied_best(tied: list[str], load: dict[str, int], here: dict[str, int]) -> str:
+    """Of tied nodes: where most members run, then the least loaded, then the first.
+    (`load` holds every node; `min` and `max` keep the first of equals.)"""
+    mine = [node for node in tied if node in here]
+    if mine:
+        most = max(here[node] for node in mine)
+        tied = [node for node in mine if here[node] == most]
+    return min(tied, key=load.__getitem__)
+
+
 def _tie_break(best: str, others: list[str], load: dict[str, int],
                here: dict[str, int]) -> str:
     if here.get(best, 0) > max(here.get(node, 0) for node in others):
         return "it runs there already"
-    fewest = min(load.get(node, 0) for node in others)
-    if load.get(best, 0) < fewest:
+    loads = [load[node] for node in others]
+    if load[best] < min(loads):
         return "it runs the fewest resources"
-    if load.get(best, 0) == max(load.get(node, 0) for node in others):
+    if load[best] == max(loads):
         return "it comes first in the node list"
     return "it comes first of those running the fewest resources"
 
