@@ -133,8 +133,9 @@ class ClusterServer:
         self._roles: dict[str, ResourceStatus] = {}
         self._policies: dict[str, OnFail] = {}
         """The on-fail policy of each resource's last failure, for the view's fail records."""
-        self._reprobe: set[str] = set()
-        """Resources to probe again at the next cycle (their plugin host restarted)."""
+        self._reprobe: dict[str, str] = {}
+        """Resources to probe again at the next cycle, with why (their plugin host
+        restarted, or an admin cleaned them up)."""
         self._watch_java_host()
         self._cycle = 0
         self._last_line = ""
@@ -145,14 +146,21 @@ class ClusterServer:
 
     def run(self, stop: threading.Event) -> None:
         """Probe, then cycle until `stop` is set; then stop everything in reverse order."""
+        from pyha.admin.target import serve_admin
+
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.log.info("cluster server for node %s of cluster %s starting",
                       self.node, self.config.cluster.name)
-        self.probe()
-        while not stop.is_set():
-            self.cycle()
-            self._idle(stop)
-        self.shutdown()
+        admin = serve_admin(self)  # None unless <state_dir>/admin holds its TLS files
+        try:
+            self.probe()
+            while not stop.is_set():
+                self.cycle()
+                self._idle(stop)
+            self.shutdown()
+        finally:
+            if admin is not None:
+                admin.close()
 
     def probe(self) -> None:
         """Ask every resource whether it already runs here (a one-shot monitor)."""
@@ -200,6 +208,15 @@ class ClusterServer:
     def wake(self) -> None:
         """Make the loop run a cycle now (after a config change or a command)."""
         self._wake.set()
+
+    def cleanup(self, resource: str) -> int:
+        """Forget the failures of `resource` here and probe it again before the next
+        decision, as Pacemaker's cleanup does; how many failure records went."""
+        cleared = self.fail_counts.clear(resource, self.node)
+        if resource in self.members:
+            self._reprobe[resource] = "an admin cleaned up its failures"
+        self.wake()
+        return cleared
 
     # -- reconfiguration ----------------------------------------------------------------
 
@@ -413,14 +430,15 @@ class ClusterServer:
         runtime = java_runtime(m.agent for m in self.members.values()) if java else None
         if runtime is not None:
             # The listener runs in the thread that restarted the host: only take note.
-            runtime.on_host_restarted(lambda _generation: self._reprobe.update(java))
+            runtime.on_host_restarted(lambda _generation: self._reprobe.update(
+                dict.fromkeys(java, "its plugin host restarted")))
 
     def _probe_again(self) -> None:
         while self._reprobe:
-            name = self._reprobe.pop()
+            name, why = self._reprobe.popitem()
             member = self.members.get(name)
             if member is not None:
-                self.log.warning("probing %s again: its plugin host restarted", name)
+                self.log.warning("probing %s again: %s", name, why)
                 self.monitors.remove(name)
                 self._probed(member, self._run(member, "monitor"))
 

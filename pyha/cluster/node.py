@@ -23,7 +23,7 @@ from pyha.membership.heartbeat import Heartbeat, HeartbeatCodec, HeartbeatEndpoi
 from pyha.membership.rpc import PeerUnreachable, RpcClient, RpcServer
 from pyha.model.actions import Action, ActionKind, Transition
 from pyha.model.config import ClusterConfig, NoQuorumPolicy, parse_endpoint
-from pyha.model.status import Role
+from pyha.model.status import Role, View
 from pyha.quorum import decide, setup_problems
 from pyha.resources.registry import Registry
 from pyha.scheduler import schedule
@@ -78,7 +78,7 @@ class ClusterNode:
             [parse_endpoint(a) for a in me.addresses], self._heard, self.clock.now)
         self.rpc = RpcServer(key, node, parse_endpoint(me.rpc or ""), {
             "vote": self._on_vote, "report": self._on_report, "act": self._on_act,
-            "status": self._on_status})
+            "status": self._on_status, "admin": self._on_admin})
         self.peers = {n.name: RpcClient(key, node, parse_endpoint(n.rpc or ""),
                                         self.options.call_timeout, peer=n.name)
                       for n in config.nodes if n.name != node}
@@ -104,6 +104,8 @@ class ClusterNode:
         self._last_line = ""
         self._last_cycle = 0.0
         self.on_decision: Callable[[str], None] | None = None
+        self.last_view: View | None = None
+        """The view the coordinator scheduled from in its last cycle (admin status)."""
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -114,6 +116,9 @@ class ClusterNode:
         with self._local_lock:
             self.local.probe()
         self.rpc.start()
+        from pyha.admin.target import serve_admin
+
+        admin = serve_admin(self)  # None unless <state_dir>/admin holds its TLS files
         self.endpoint.start()
         beats = threading.Thread(target=self._beat, args=(stop,), name="pyha heartbeats",
                                  daemon=True)
@@ -128,6 +133,8 @@ class ClusterNode:
             beats.join(timeout=2)
             self.endpoint.close()
             self.rpc.close()
+            if admin is not None:
+                admin.close()
             for client in self.peers.values():
                 client.close()
             with self._local_lock:
@@ -324,6 +331,11 @@ class ClusterNode:
         return {**self.membership(), "resources": [
             r.model_dump(mode="json") for r in self.report().resources]}
 
+    def _on_admin(self, params: dict[str, Any], caller: str) -> dict[str, Any]:
+        from pyha.admin.target import answer_peer
+
+        return answer_peer(self, params)
+
     def _on_act(self, params: dict[str, Any], caller: str) -> dict[str, Any]:
         term = int(params["term"])
         with self._lock:
@@ -354,6 +366,7 @@ class ClusterNode:
             view = build_view(self.config, self._reports, online, frozenset(self._fenced),
                               quorum.quorate,
                               uncertain={n: frozenset(r) for n, r in self._uncertain.items()})
+        self.last_view = view
         transition = schedule(self.config, view, self.clock.wall())
         line = self._decide(f"term {term}: {transition.summary}")
         outcome = self._dispatch(transition, term)

@@ -1,0 +1,312 @@
+"""What the admin calls answer, as typed models both ends share, and the pure code that
+builds them from a snapshot of a cluster server (no I/O, no clock reads)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from pyha.model.config import ClusterConfig, Group
+from pyha.model.status import Role, View
+from pyha.resources.spi import OcfCode, OperationResult
+from pyha.scheduler import Plan
+from pyha.scheduler.explain import explain as explain_text
+
+_ACTIVE = (Role.STARTED, Role.PROMOTED)
+
+
+class Report(BaseModel):
+    """Base of the answers: immutable, and strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Timing(Report):
+    """The effective timing settings and what they give (docs/cluster.md)."""
+
+    heartbeat_interval: float
+    dead_after: float
+    lease: float
+    cycle_interval: float
+    detection_worst: float
+    """Seconds from a node's death to the others knowing: dead_after + heartbeat_interval."""
+    failover_formula: str
+
+
+class NodeRow(Report):
+    """One node: reachable, standby, maintenance, and whether it coordinates."""
+
+    name: str
+    online: bool
+    standby: bool
+    maintenance: bool
+    coordinator: bool
+    votes: int
+
+
+class GroupRow(Report):
+    """One group: where its members are active, its state in a word, and why."""
+
+    name: str
+    node: str | None
+    """The node it runs on, when every member runs there."""
+    active_on: tuple[str, ...]
+    state: str
+    """running, stopped, starting, failed, or active on several nodes."""
+    target: str | None
+    """Where the scheduler wants it now (None: stopped)."""
+    why: str
+    failover_worst: float
+    """detection_worst + the members' start timeouts: the worst case to run elsewhere
+    after its node dies, fencing time not counted."""
+
+
+class ResourceRow(Report):
+    """One resource: where it is active, its role, fail counts per node, last operation."""
+
+    name: str
+    group: str
+    type: str
+    node: str | None
+    role: str
+    active_on: tuple[str, ...]
+    fail_counts: dict[str, int]
+    message: str
+    last_operation: str
+
+
+class StatusReport(Report):
+    """The whole cluster as the answering node sees it (what `pyha status` shows)."""
+
+    cluster: str
+    answered_by: str
+    mode: Literal["single", "cluster"]
+    epoch: int
+    coordinator: str | None
+    term: int
+    quorum: bool
+    members: tuple[str, ...]
+    maintenance: bool
+    decision: str
+    view_from: str
+    """Where the resource states come from: the coordinator's last cycle, or reports."""
+    at: float
+    timing: Timing
+    nodes: tuple[NodeRow, ...]
+    groups: tuple[GroupRow, ...]
+    resources: tuple[ResourceRow, ...]
+
+
+class PlacementRow(Report):
+    """Where the scheduler puts one group and why."""
+
+    node: str | None
+    why: str
+    managed: bool
+
+
+class Explanation(Report):
+    """Why each group is where it is: the decision, placements, and the readable text."""
+
+    decision: str
+    placements: dict[str, PlacementRow]
+    actions: tuple[str, ...]
+    text: str
+
+
+class OperationRecord(Report):
+    """One operation a node ran on a resource."""
+
+    resource: str
+    operation: str
+    node: str
+    status: str
+    code: int
+    outcome: str
+    ok: bool
+    message: str
+    started: float
+    duration: float
+    interval: float
+
+
+class AuditEntry(Report):
+    """One admin call or refused connection: who, what, when, with what result."""
+
+    when: float
+    who: str
+    role: str
+    node: str
+    method: str
+    arguments: dict[str, Any]
+    result: Literal["ok", "refused", "error"]
+    detail: str = ""
+
+
+class CleanupResult(Report):
+    """What a cleanup forgot: the failure records per node, and the nodes asked."""
+
+    resource: str
+    nodes: tuple[str, ...]
+    cleared: int
+
+
+class Whoami(Report):
+    """The caller as the answering node sees it."""
+
+    node: str
+    name: str
+    role: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a cluster server knows at one moment, gathered for one admin call."""
+
+    config: ClusterConfig
+    node: str
+    mode: Literal["single", "cluster"]
+    view: View
+    now: float
+    coordinator: str | None
+    term: int
+    members: frozenset[str]
+    decision: str
+    view_from: str
+    types: Mapping[str, str] = field(default_factory=dict)
+    """Resource -> its resolved type (class:provider:type)."""
+    start_timeouts: Mapping[str, float] = field(default_factory=dict)
+    """Resource -> seconds its start may take."""
+    last_operations: Mapping[str, str] = field(default_factory=dict)
+    """Resource -> its most recent operation, in words."""
+
+
+@dataclass
+class _Seen:
+    """The view indexed by resource, built in one pass (configs hold 10,000 resources)."""
+
+    roles: dict[str, dict[str, Role]] = field(default_factory=dict)
+    messages: dict[str, list[str]] = field(default_factory=dict)
+    failures: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, view: View) -> _Seen:
+        seen = cls()
+        for s in view.resources:
+            if s.role in (Role.STOPPED, Role.UNKNOWN):
+                continue
+            seen.roles.setdefault(s.resource, {})[s.node] = s.role
+            if s.message:
+                seen.messages.setdefault(s.resource, []).append(s.message)
+        for f in view.failures:
+            seen.failures.setdefault(f.resource, {})[f.node] = f.count
+        return seen
+
+
+def build_status(snap: Snapshot, plan: Plan | None) -> StatusReport:
+    """The status answer from a snapshot and, when available, the plan that explains it."""
+    options = snap.config.cluster
+    timing = Timing(
+        heartbeat_interval=options.heartbeat_interval, dead_after=options.dead_after,
+        lease=options.dead_after, cycle_interval=options.cycle_interval,
+        detection_worst=options.dead_after + options.heartbeat_interval,
+        failover_formula="failover = dead_after + heartbeat_interval + fencing + the "
+                         "group's start times")
+    seen = _Seen.of(snap.view)
+    notes: dict[str, list[str]] = {}
+    for note in plan.transition.notes if plan else ():
+        notes.setdefault(note.subject, []).append(note.text)
+    return StatusReport(
+        cluster=options.name, answered_by=snap.node, mode=snap.mode, epoch=snap.config.epoch,
+        coordinator=snap.coordinator, term=snap.term, quorum=snap.view.quorum,
+        members=tuple(sorted(snap.members)), maintenance=options.maintenance,
+        decision=snap.decision, view_from=snap.view_from, at=snap.now, timing=timing,
+        nodes=tuple(_node_row(snap, n.name, n.votes) for n in snap.config.nodes),
+        groups=tuple(_group_row(snap, seen, plan, notes, g, detection=timing.detection_worst)
+                     for g in snap.config.groups),
+        resources=tuple(_resource_row(snap, seen, g.name, r.name)
+                        for g, r in snap.config.resources()),
+    )
+
+
+def _node_row(snap: Snapshot, name: str, votes: int) -> NodeRow:
+    seen = snap.view.node_status(name)
+    configured = snap.config.node(name)
+    return NodeRow(name=name, online=seen.online if seen else name in snap.members,
+                   standby=seen.standby if seen else configured.standby,
+                   maintenance=seen.maintenance if seen else configured.maintenance,
+                   coordinator=name == snap.coordinator, votes=votes)
+
+
+def _group_row(snap: Snapshot, seen: _Seen, plan: Plan | None, notes: dict[str, list[str]],
+               group: Group, *, detection: float) -> GroupRow:
+    name = group.name
+    members = [r.name for r in group.resources]
+    roles = [seen.roles.get(r, {}) for r in members]
+    active = sorted({node for found in roles for node in found})
+    failed = any(role in (Role.FAILED, Role.BLOCKED) for found in roles for role in found.values())
+    node = active[0] if len(active) == 1 and all(
+        found.get(active[0]) in _ACTIVE for found in roles) else None
+    if node:
+        state = "running"
+    elif failed:
+        state = "failed"
+    elif len(active) > 1:
+        state = "active on several nodes"
+    else:
+        state = "starting" if active else "stopped"
+    placement = plan.placements.get(name) if plan else None
+    said = [text for subject in (name, *members) for text in notes.get(subject, ())]
+    return GroupRow(name=name, node=node, active_on=tuple(active), state=state,
+                    target=placement.node if placement else None,
+                    why="; ".join([placement.why, *said] if placement else said),
+                    failover_worst=detection + sum(snap.start_timeouts.get(r, 0.0)
+                                                   for r in members))
+
+
+def _resource_row(snap: Snapshot, seen: _Seen, group: str, name: str) -> ResourceRow:
+    found = seen.roles.get(name, {})
+    active = sorted(found)
+    if len(active) == 1:
+        node: str | None = active[0]
+        role = found[active[0]].value
+    else:
+        node = None
+        role = "stopped" if not active else "active on several nodes"
+    return ResourceRow(name=name, group=group, type=snap.types.get(name, ""), node=node,
+                       role=role, active_on=tuple(active),
+                       fail_counts=seen.failures.get(name, {}),
+                       message="; ".join(seen.messages.get(name, ())),
+                       last_operation=snap.last_operations.get(name, ""))
+
+
+def build_explanation(plan: Plan, group: str | None) -> Explanation:
+    """The explain answer: decision, placements (of `group` only, when given), text."""
+    names = [group] if group else list(plan.placements)
+    placements = {n: PlacementRow(node=plan.placements[n].node, why=plan.placements[n].why,
+                                  managed=plan.placements[n].managed) for n in names}
+    return Explanation(decision=plan.transition.summary, placements=placements,
+                       actions=tuple(a.describe() for a in plan.transition.actions),
+                       text=explain_text(plan, group))
+
+
+def operation_record(result: OperationResult) -> OperationRecord:
+    """One history entry from an executor result."""
+    return OperationRecord(
+        resource=result.resource, operation=result.operation, node=result.node,
+        status=result.status.value, code=result.code, outcome=OcfCode.label(result.code),
+        ok=result.ok, message=result.message, started=result.started,
+        duration=result.duration, interval=result.interval)
+
+
+def plain(model: BaseModel) -> dict[str, Any]:
+    """`model` as JSON's types, for the wire."""
+    return model.model_dump(mode="json")
+
+
+def plain_all(models: Iterable[BaseModel]) -> list[dict[str, Any]]:
+    """Each of `models` as JSON's types, for the wire."""
+    return [m.model_dump(mode="json") for m in models]
