@@ -74,6 +74,7 @@ class CertificateAuthority:
                  "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
                  "-addext", "keyUsage=critical,keyCertSign,cRLSign")
         _private(directory / CA_KEY)
+        _public(directory / CA_CERT)
         return cls(directory)
 
     @classmethod
@@ -110,8 +111,10 @@ class CertificateAuthority:
                      "-CAkey", str(self.key), "-set_serial", f"0x{secrets.token_hex(16)}",
                      "-days", str(_days(days)), "-extfile", str(extensions),
                      "-out", str(cert))
+        _public(cert)
         if not (out / CA_CERT).exists():
             shutil.copyfile(self.cert, out / CA_CERT)
+            _public(out / CA_CERT)
         return Issued(cert, key, out / CA_CERT)
 
 
@@ -145,6 +148,11 @@ def _alt_name(host: str) -> str:
 
 def _private(path: Path) -> None:
     os.chmod(path, 0o600)
+
+
+def _public(path: Path) -> None:
+    # Certificates are public; openssl ran under umask 077, so open them for reading.
+    os.chmod(path, 0o644)
 
 
 def _openssl(*args: str) -> None:

@@ -32,13 +32,15 @@ def _root(
 
 def _register() -> None:
     """Attach the sub-commands; each module owns its part of the command line."""
-    from pyha.cli import directory, keys, resource_types, run, simulate
+    from pyha.cli import admin, ca, directory, keys, resource_types, run, simulate
 
     app.add_typer(resource_types.app, name="resource-type")
     app.add_typer(directory.app, name="directory")
     run.register(app)
     keys.register(app)
     simulate.register(app)
+    admin.register(app)
+    app.add_typer(ca.app, name="ca")
 
 
 def main() -> None:

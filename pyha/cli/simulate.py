@@ -140,8 +140,17 @@ def explain(
                                      help="Only this group."),
     now: float | None = _NOW,
     as_json: bool = _JSON,
+    connect: str | None = typer.Option(
+        None, "--connect", metavar="HOST:PORT", show_default=False,
+        help="Ask the running cluster at this admin endpoint; without an input or --config "
+             "the running cluster is asked anyway ($PYHA_ADMIN, ~/.config/pyha/client.toml)."),
 ) -> None:
     """Why each group is where it is: scores and their parts, moves, bans from failures."""
+    if connect is not None or (input_path is None and config is None):
+        from pyha.cli.admin import remote_explain
+
+        remote_explain(group, as_json, connect)
+        return
     try:
         data = _source(input_path, config, running, now)
         if group is not None and group not in {g.name for g in data.config.groups}:
