@@ -6,6 +6,10 @@ import os
 
 import pytest
 
+# The fixture layer (pyha.testing.fixtures): provider, ldap_server, tomcat_server, pg_server,
+# the `containers` marker, and the header line naming the provider of this session.
+pytest_plugins = ["pyha.testing.fixtures.pytest_plugin"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.geteuid() == 0:

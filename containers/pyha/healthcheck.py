@@ -5,11 +5,11 @@
    settings of the container's environment). Skipped with PYHA_HEALTH_ADMIN=0, and when
    this pyha has no `status` command yet.
 2. When the admin endpoint does not answer: the node's own RPC port, with an
-   authenticated `status` call under the cluster key (PYHA_KEY); without a readable key,
-   a TCP connect to the rpc port and a look for the heartbeat port's UDP socket.
+   authenticated `status` call under the cluster key (PYHA_KEY_FILE); without a readable
+   key, a TCP connect to the rpc port and a look for the heartbeat port's UDP socket.
 
 Settings: PYHA_CONFIG (cluster file), PYHA_NODE (this node; default: the only node),
-PYHA_KEY (cluster key file). One line on stdout says what answered.
+PYHA_KEY_FILE (cluster key file). One line on stdout says what answered.
 """
 
 from __future__ import annotations
@@ -136,7 +136,8 @@ def check(environ: dict[str, str]) -> Verdict:
         notes.append(verdict.detail)
     spot = target(Path(environ.get("PYHA_CONFIG", "/etc/pyha/cluster.toml")),
                   environ.get("PYHA_NODE") or None)
-    verdict = rpc_verdict(spot, Path(environ.get("PYHA_KEY", "/var/lib/pyha-key/cluster.key")))
+    key = Path(environ.get("PYHA_KEY_FILE", "/var/lib/pyha-key/cluster.key"))
+    verdict = rpc_verdict(spot, key)
     if verdict.healthy is None:
         notes.append(verdict.detail)
         verdict = port_verdict(spot)
