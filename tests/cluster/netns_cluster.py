@@ -104,6 +104,9 @@ class NetnsCluster:
     links: int = 1
     web: bool = False
     """The group also holds the floating address and the HTTP service bound to it."""
+    web_everywhere: bool = False
+    """The HTTP service runs on every node outside the cluster's care (bound to the
+    floating address with IP_FREEBIND); the group holds only the address."""
     guard: bool = True
     """The group holds the guarded service, which writes VIOLATION if it runs twice."""
     options: Mapping[str, str] = field(default_factory=dict)
@@ -171,11 +174,12 @@ class NetnsCluster:
         if self.guard:
             lines += self._process("guard", [sys.executable, str(self.root / "guard.py"),
                                              str(self.root / "lock"), str(self.record)])
-        if self.web:
+        if self.web or self.web_everywhere:
             lines += ["[[groups.resources]]", 'name = "vip"', 'type = "ip"',
                       "[groups.resources.params]", f'address = "{FLOATING}/24"',
                       'interface = "eth0"', 'arp_sender = "builtin"', "announce_count = 1",
                       ""]
+        if self.web:
             lines += self._process("web", [sys.executable, str(self.root / "web.py"),
                                            FLOATING, str(HTTP_PORT)],
                                    health=f"http://{FLOATING}:{HTTP_PORT}/")
@@ -206,6 +210,9 @@ class NetnsCluster:
                 "--node", node, "--key", str(self.key_file), "--state-dir",
                 str(self.state_dir(node)), "--log-level", "DEBUG"]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        if self.web_everywhere:
+            self.hosts[node].popen([sys.executable, str(self.root / "web.py"), FLOATING,
+                                    str(HTTP_PORT)])
         with self.log_file(node).open("ab") as out:
             self.procs[node] = self.hosts[node].popen(argv, stdout=out,
                                                       stderr=subprocess.STDOUT, cwd=ROOT,
@@ -487,20 +494,26 @@ class Poller:
 _STAMP = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3}) ")
 
 
-def log_events(text: str, day: datetime, patterns: Mapping[str, str]) -> dict[str, float]:
-    """The wall-clock time (epoch seconds) each pattern's first matching line was logged.
+def log_events(text: str, since: float, patterns: Mapping[str, str]) -> dict[str, float]:
+    """When each pattern first matched a line logged at or after `since` (epoch seconds).
 
-    Log lines carry only the time of day; `day` gives the date (the day of the run).
+    Log lines carry only the time of day, taken to be within 12 hours of `since`.
     """
     found: dict[str, float] = {}
+    day = datetime.fromtimestamp(since).date()
     for line in text.splitlines():
         stamp = _STAMP.match(line)
         if not stamp:
             continue
+        clock = datetime.strptime(stamp.group(1), "%H:%M:%S.%f").time()
+        at = datetime.combine(day, clock).timestamp()
+        if at < since - 12 * 3600:
+            at += 24 * 3600  # logged after midnight
+        if at < since:
+            continue
         for name, pattern in patterns.items():
             if name not in found and re.search(pattern, line):
-                clock = datetime.strptime(stamp.group(1), "%H:%M:%S.%f").time()
-                found[name] = datetime.combine(day.date(), clock).timestamp()
+                found[name] = at
     return found
 
 
