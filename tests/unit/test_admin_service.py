@@ -26,8 +26,9 @@ from pyha.server import ClusterServer
 from pyha.testing import FakeClock
 from pyha.testing.dummy import DummyPlugin, default_state_path, set_knobs
 
-READ = {"whoami": {}, "status": {}, "explain": {}, "history": {}, "audit": {}}
-ACT = {"cleanup": {"resource": "ip"}}
+READ: dict[str, dict[str, Any]] = {
+    "whoami": {}, "status": {}, "explain": {}, "history": {}, "audit": {}}
+ACT: dict[str, dict[str, Any]] = {"cleanup": {"resource": "ip"}}
 NEEDED = {**dict.fromkeys(READ, AdminRole.VIEWER), **dict.fromkeys(ACT, AdminRole.OPERATOR)}
 
 
@@ -183,7 +184,7 @@ def test_bad_arguments_are_named_and_change_nothing(node: Node, method: str, arg
 
 
 def test_an_unexpected_error_reaches_the_caller_as_an_admin_error(node: Node) -> None:
-    def broken() -> None:
+    def broken() -> Any:
         raise KeyError("boom")
 
     node.service.target.snapshot = broken  # type: ignore[method-assign]
