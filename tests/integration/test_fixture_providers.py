@@ -517,3 +517,21 @@ def test_container_tests_skip_with_the_reason_here(request: pytest.FixtureReques
     for item in marked:
         skips = [m for m in item.iter_markers("skip")]
         assert [m.kwargs.get("reason") for m in skips] == [NO_ENGINE], item.nodeid
+
+
+def test_init_key_makes_the_key_once(tmp_path: Path) -> None:
+    script = str(CONTAINERS / "pyha" / "init_key.py")
+    key = tmp_path / "keys" / "cluster.key"
+    first = subprocess.run([PYTHON, script, str(key)], capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert (first.returncode, first.stdout) == (0, f"made a new cluster key at {key}\n")
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    made = key.read_text()
+    second = subprocess.run([PYTHON, script, str(key)], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert (second.returncode, second.stdout) == (0, f"kept the cluster key at {key}\n")
+    assert key.read_text() == made
+    key.chmod(0o644)
+    loose = subprocess.run([PYTHON, script, str(key)], capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert loose.returncode == 1 and "readable by its owner only" in loose.stderr
