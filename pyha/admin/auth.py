@@ -71,8 +71,9 @@ def identity_from_certificate(cert: dict[str, Any] | None) -> Identity:
 
 def server_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
     """The admin daemon's TLS: its own certificate, and every client must present one
-    signed by the cluster CA (ssl.CERT_REQUIRED)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    signed by the cluster CA (ssl.CERT_REQUIRED). Only the cluster CA is trusted: never
+    the system's public CAs, which would vouch for certificates pyha never issued."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     _load(context, ca, cert, key)
     context.verify_mode = ssl.CERT_REQUIRED
@@ -80,9 +81,9 @@ def server_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
 
 
 def client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
-    """A client's TLS: trust only the cluster CA, check the server's name, and present
-    the client's own certificate."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    """A client's TLS: trust only the cluster CA (not the system's), check the server's
+    name, and present the client's own certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     _load(context, ca, cert, key)
     context.check_hostname = True

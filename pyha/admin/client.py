@@ -200,9 +200,11 @@ class AdminClient:
 
     def _tcp(self) -> socket.socket:
         try:
-            return socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
         except OSError as exc:
             raise AdminUnreachable(self.address, exc.strerror or str(exc)) from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # calls are small messages
+        return sock
 
     def _tls(self, raw: socket.socket) -> ssl.SSLSocket:
         try:
@@ -242,10 +244,16 @@ class AdminClient:
 
 def _tls_reason(exc: BaseException) -> str:
     text = str(getattr(exc, "reason", None) or exc)
-    if "CERTIFICATE_REQUIRED" in text.upper() or "certificate required" in text:
+    upper = text.upper().replace(" ", "_")
+    if "CERTIFICATE_REQUIRED" in upper:
         return "the endpoint requires a client certificate signed by the cluster CA"
-    if "UNKNOWN_CA" in text.upper() or "unknown ca" in text:
+    if "UNKNOWN_CA" in upper or "BAD_CERTIFICATE" in upper:
         return "the endpoint does not trust this client's certificate (another CA?)"
-    if "EXPIRED" in text.upper():
+    if "EXPIRED" in upper:
         return "this client's certificate has expired"
+    if any(word in upper for word in ("EOF", "LOST", "RESET", "BROKEN_PIPE")):
+        # TLS 1.3: the server judges the client's certificate after the client is done,
+        # and its alert may be lost when it closes at once.
+        return ("the endpoint closed the connection at the TLS handshake: it did not accept "
+                "this client's certificate (missing, expired, or from another CA)")
     return text.lower().replace("_", " ")

@@ -123,6 +123,7 @@ class _TlsTransport(SocketServer_Threadpool):  # type: ignore[misc]
                 raw.close()
                 return
             raw.settimeout(HANDSHAKE_TIMEOUT)
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # small requests
             job = _TlsJob(raw, address, self.daemon, self.tls, self.refused)
             try:
                 self.pool.process(job)
