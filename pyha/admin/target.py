@@ -168,10 +168,12 @@ class NodeTarget:
         members = frozenset(str(n) for n in m["members"])
         coordinator = m["coordinator"] if isinstance(m["coordinator"], str) else None
         view, view_from, decision = self._view(coordinator, members, bool(m["quorate"]))
-        last: dict[str, str] = {}
+        newest: dict[str, tuple[float, str]] = {}
         for node in sorted(members):
-            answer = self._ask(node, {"op": "last"}, missing={})
-            last.update({str(k): str(v) for k, v in answer.items()})
+            for name, (started, text) in self._ask(node, {"op": "last"}, missing={}).items():
+                if name not in newest or float(started) > newest[name][0]:
+                    newest[name] = (float(started), str(text))
+        last = {name: text for name, (_, text) in newest.items()}
         return Snapshot(
             config=cn.config, node=cn.node, mode="cluster", view=view,
             now=cn.local.clock.wall(), coordinator=coordinator, term=int(m["term"]),
@@ -254,8 +256,9 @@ def answer_peer(cluster_node: ClusterNode, params: dict[str, Any]) -> dict[str, 
                 "decision": cluster_node.membership()["decision"]}
     if op == "report":
         return cluster_node.report().model_dump(mode="json")
-    if op == "last":
-        return {r.name: r.last_operation for r in local.status().resources if r.last_operation}
+    if op == "last":  # resource -> [start time, the operation in words]
+        return {name: [result.started, result.describe()] for name in local.members
+                if (result := local.history.last(name)) is not None}
     if op == "history":
         resource = params.get("resource")
         records = local_history(local, str(resource) if resource else None,

@@ -1,0 +1,108 @@
+"""The admin endpoints of a real three-node cluster: any node answers, with the
+coordinator's view; history and cleanup reach every node."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pyha.admin.auth import AdminRole
+from pyha.admin.ca import CertificateAuthority, Issued
+from pyha.admin.client import AdminClient
+from pyha.admin.errors import NotFound
+from pyha.admin.report import StatusReport
+from tests.cluster.harness import LocalCluster, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Admins:
+    cluster: LocalCluster
+    addresses: dict[str, str]
+    alice: Issued
+
+    def client(self, node: str) -> AdminClient:
+        return AdminClient(self.addresses[node], self.alice.ca, self.alice.cert,
+                           self.alice.key, timeout=20)
+
+    def status(self, node: str) -> StatusReport | None:
+        try:
+            with self.client(node) as admin:
+                return admin.status()
+        except Exception:
+            return None
+
+
+@pytest.fixture
+def admins(tmp_path: Path) -> Iterator[Admins]:
+    cluster = LocalCluster(tmp_path, fence="process-tree")
+    ca = CertificateAuthority.init(tmp_path / "ca")
+    addresses = {}
+    for node in cluster.nodes:
+        folder = cluster.state_dir(node) / "admin"
+        ca.issue(node, AdminRole.VIEWER, server=True, out=folder)
+        addresses[node] = f"127.0.0.1:{free_port()}"
+        (folder / "admin.toml").write_text(f'address = "{addresses[node]}"\n')
+    alice = ca.issue("alice", AdminRole.OPERATOR, out=tmp_path / "alice")
+    try:
+        for node in cluster.nodes:
+            cluster.start(node)
+        yield Admins(cluster, addresses, alice)
+    finally:
+        cluster.close()
+    assert cluster.violations() == []
+
+
+def _settled(admins: Admins) -> bool:
+    reports = [admins.status(n) for n in admins.cluster.nodes]
+    return all(r is not None and r.coordinator and r.groups[0].state == "running"
+               and len(r.members) == 3 for r in reports)
+
+
+def test_every_node_answers_with_the_coordinators_view(admins: Admins) -> None:
+    wait_for(lambda: _settled(admins), 60, "every node reports the group running")
+    reports = [admins.status(n) for n in admins.cluster.nodes]
+    assert all(r is not None for r in reports)
+    first = reports[0]
+    assert first is not None
+    where = first.groups[0].node
+    assert where in admins.cluster.nodes
+    for report in reports:
+        assert report is not None
+        assert (report.coordinator, report.term, report.mode) == (
+            first.coordinator, first.term, "cluster")
+        assert report.members == ("n1", "n2", "n3")
+        assert report.view_from.startswith(f"the coordinator {first.coordinator}")
+        assert report.groups[0].node == where
+        guard = report.resources[0]
+        assert (guard.name, guard.node, guard.role) == ("guard", where, "started")
+        assert f"guard on {where}: success" in guard.last_operation  # the newest, anywhere
+    assert [n.coordinator for n in first.nodes].count(True) == 1
+
+    other = next(n for n in admins.cluster.nodes if n != where)
+    with admins.client(other) as admin:
+        starts = [h for h in admin.history("guard") if h.operation == "start"]
+        assert [h.node for h in starts] == [where]
+        assert [h.node for h in admin.history("guard", node=where)
+                if h.operation == "start"] == [where]
+        assert "svc" in admin.explain().text
+        cleaned = admin.cleanup("guard")
+        assert cleaned.nodes == ("n1", "n2", "n3")
+        with pytest.raises(NotFound, match="no node named 'n9'"):
+            admin.cleanup("guard", node="n9")
+        assert admin.whoami().node == other
+    wait_for(lambda: _settled(admins), 30, "the group still runs after the cleanup")
+    final = admins.status(other)
+    assert final is not None and final.groups[0].node == where
