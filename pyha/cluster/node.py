@@ -95,6 +95,8 @@ class ClusterNode:
         self._uncertain: dict[str, set[str]] = {}
         """Node -> resources whose start was sent there but never confirmed either way."""
         self._probed_term = -1
+        self._reports_term = -1
+        """The term in which `_reports` and `_fenced` were gathered."""
         self._next_election = self.clock.now() + self._election_timeout()
         self._elector: threading.Thread | None = None
         self._wake = threading.Event()
@@ -362,6 +364,11 @@ class ClusterNode:
             self._probed_term = term
         quorum = decide(self.votes, online, self.options.tiebreaker)
         with self._lock:
+            if self._reports_term != term:
+                # What this node learnt as coordinator of an earlier term may be stale:
+                # others coordinated since. A node not heard in this term counts as
+                # unheard (fenced before its groups move), whatever it said or was before.
+                self._reports, self._fenced, self._reports_term = {}, set(), term
             self._reports.update(reports)
             view = build_view(self.config, self._reports, online, frozenset(self._fenced),
                               quorum.quorate,
