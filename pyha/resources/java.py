@@ -459,7 +459,7 @@ def _outcome(reply: HostReply, operation: str, allowed: float) -> Outcome:
     late = "; cancelled, returned within the grace period" if reply.body else f"; {reply.message}"
     if reply.status == "cancelled":
         return Outcome(OcfCode.ERR_GENERIC, CallStatus.CANCELLED, f"cancelled{late}")
-    took = format_duration(max(0.0, round(allowed, 3)))
+    took = format_duration(max(0.0, round(allowed, 1)))  # what was left when the call began
     return Outcome(OcfCode.ERR_GENERIC, CallStatus.TIMEOUT, f"timed out after {took}{late}")
 
 

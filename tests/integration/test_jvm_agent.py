@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -107,7 +108,7 @@ def test_a_hung_start_times_out_and_the_host_comes_back(
     agent.runtime.host.start()  # so its start-up does not eat the one-second deadline
     result = executor.run(agent, "web", "start", {"mode": "hang"}, timeout=1.0)
     assert result.status is CallStatus.TIMEOUT
-    assert result.message.startswith("timed out after 1s; the JVM host was killed")
+    assert re.match(r"timed out after [\d.]+m?s; the JVM host was killed", result.message)
     assert executor.run(agent, "web", "monitor", {"code": 0}).ok
     assert agent.runtime.host.restarts == 1
 
@@ -130,6 +131,7 @@ def test_a_plugin_folder_on_the_java_path_is_built_on_first_use(
         assert isinstance(agent, JavaAgent)
         assert agent.origin == Origin("jar", str(good))
         assert agent.description == "test plugins"
+        agent.runtime.host.start()  # a loaded machine must not make the start-up eat the op
         assert executor.run(agent, "web", "start", {"code": 0}).ok
         with pytest.raises(PluginError, match="it provides java:test:probe"):
             _ = registry.resolve("java:test:other").meta
