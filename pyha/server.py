@@ -246,6 +246,12 @@ class ClusterServer:
         self.wake()
         return plan
 
+    def next_config(self) -> ClusterConfig:
+        """The configuration the next cycle runs with: one accepted but not yet applied,
+        else the one in force."""
+        with self._pending_lock:
+            return self._pending[0] if self._pending else self.config
+
     def apply_pending(self) -> bool:
         """Switch to a configuration `reconfigure` accepted; True if there was one."""
         with self._pending_lock:

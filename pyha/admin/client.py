@@ -31,6 +31,7 @@ from pyha.admin.report import (
     AuditEntry,
     CleanupResult,
     Explanation,
+    FlagsResult,
     OperationRecord,
     StatusReport,
     Whoami,
@@ -163,6 +164,18 @@ class AdminClient:
     def cleanup(self, resource: str, node: str | None = None) -> CleanupResult:
         """Forget the failures of `resource` (on `node`, or everywhere) and probe it."""
         return CleanupResult.model_validate(self.call("cleanup", resource=resource, node=node))
+
+    def standby(self, node: str) -> FlagsResult:
+        """Put `node` in standby (its groups move away)."""
+        return FlagsResult.model_validate(self.call("standby", node=node))
+
+    def online(self, node: str) -> FlagsResult:
+        """Take `node` out of standby."""
+        return FlagsResult.model_validate(self.call("online", node=node))
+
+    def maintenance(self, on: bool) -> FlagsResult:
+        """Cluster maintenance on or off."""
+        return FlagsResult.model_validate(self.call("maintenance", on=on))
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call `method` of the admin service; pyha's errors come back as they were raised."""

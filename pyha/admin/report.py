@@ -154,6 +154,15 @@ class CleanupResult(Report):
     cleared: int
 
 
+class FlagsResult(Report):
+    """Runtime flags set by standby, online or maintenance, and the nodes that took them."""
+
+    standby: dict[str, bool]
+    maintenance: bool | None
+    applied_on: tuple[str, ...]
+    note: str
+
+
 class Whoami(Report):
     """The caller as the answering node sees it."""
 

@@ -18,6 +18,7 @@ from pyha.admin.auth import AdminRole, Identity
 from pyha.admin.errors import InvalidArgument, NotFound, PermissionDenied
 from pyha.admin.report import (
     AuditEntry,
+    FlagsResult,
     Snapshot,
     Whoami,
     build_explanation,
@@ -25,13 +26,15 @@ from pyha.admin.report import (
     plain,
     plain_all,
 )
-from pyha.admin.target import Target
+from pyha.admin.target import Flags, Target
 from pyha.errors import AdminError, PyhaError
 from pyha.scheduler import Plan, plan
 
 HISTORY_LIMIT = 1000
 """The most operations one history call returns."""
 NAME_LENGTH = 253
+RUNTIME_NOTE = ("runtime state held by the cluster servers until the configuration store "
+                "exists: lost when a server restarts or its configuration changes")
 
 _log = logging.getLogger("pyha.admin")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -124,6 +127,31 @@ class AdminService:
         if node is not None:
             self._known("cleanup", "node", node, {n.name for n in config.nodes})
         return plain(self.target.cleanup(resource, node))
+
+    @remote(AdminRole.OPERATOR)
+    def standby(self, node: str) -> dict[str, Any]:
+        """Put `node` in standby: its groups move away and nothing new starts there."""
+        self._known("standby", "node", node, {n.name for n in self.target.config.nodes})
+        return self._flags(Flags({node: True}))
+
+    @remote(AdminRole.OPERATOR)
+    def online(self, node: str) -> dict[str, Any]:
+        """Take `node` out of standby."""
+        self._known("online", "node", node, {n.name for n in self.target.config.nodes})
+        return self._flags(Flags({node: False}))
+
+    @remote(AdminRole.OPERATOR)
+    def maintenance(self, on: bool) -> dict[str, Any]:
+        """Cluster maintenance on (the cluster leaves every resource as it is) or off."""
+        if not isinstance(on, bool):
+            raise InvalidArgument("maintenance", "on", f"must be true or false, got "
+                                                       f"{type(on).__name__}")
+        return self._flags(Flags({}, maintenance=on))
+
+    def _flags(self, flags: Flags) -> dict[str, Any]:
+        took = self.target.set_flags(flags)
+        return plain(FlagsResult(standby=flags.standby, maintenance=flags.maintenance,
+                                 applied_on=tuple(took), note=RUNTIME_NOTE))
 
     # -- the machinery ----------------------------------------------------------------------
 

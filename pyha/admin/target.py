@@ -75,6 +75,34 @@ def _address(path: Path) -> tuple[str, int]:
         raise ConfigError(f"{path}: address: {exc}") from None
 
 
+@dataclass(frozen=True)
+class Flags:
+    """Runtime changes of node standby and cluster maintenance (held by the servers until
+    the replicated configuration store exists: lost at a restart or a config change)."""
+
+    standby: dict[str, bool]
+    maintenance: bool | None = None
+
+    def applied(self, config: ClusterConfig) -> ClusterConfig:
+        """`config` with these flags set."""
+        nodes = tuple(n.model_copy(update={"standby": self.standby[n.name]})
+                      if n.name in self.standby else n for n in config.nodes)
+        cluster = config.cluster if self.maintenance is None else \
+            config.cluster.model_copy(update={"maintenance": self.maintenance})
+        return config.model_copy(update={"nodes": nodes, "cluster": cluster})
+
+    def to_json(self) -> dict[str, Any]:
+        """The flags for the node-to-node channel."""
+        return {"standby": dict(self.standby), "maintenance": self.maintenance}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Flags:
+        """Flags from `to_json`."""
+        maintenance = data.get("maintenance")
+        return cls({str(k): bool(v) for k, v in dict(data.get("standby") or {}).items()},
+                   None if maintenance is None else bool(maintenance))
+
+
 class Target(Protocol):
     """A cluster server as the admin service sees it."""
 
@@ -99,6 +127,10 @@ class Target(Protocol):
 
     def cleanup(self, resource: str, node: str | None) -> CleanupResult:
         """Forget the failures of `resource` (on `node`, or everywhere) and probe it."""
+        ...
+
+    def set_flags(self, flags: Flags) -> list[str]:
+        """Set runtime standby/maintenance flags; the nodes that took them."""
         ...
 
 
@@ -142,6 +174,11 @@ class ServerTarget:
             raise NotFound("cleanup", "node", f"no node named {node!r} here")
         cleared = self.server.cleanup(resource)
         return CleanupResult(resource=resource, nodes=(self.node,), cleared=cleared)
+
+    def set_flags(self, flags: Flags) -> list[str]:
+        """Take the flags as a configuration change, in force from the next cycle."""
+        self.server.reconfigure(flags.applied(self.server.next_config()))
+        return [self.node]
 
 
 class NodeTarget:
@@ -220,6 +257,15 @@ class NodeTarget:
             cleared += int(answer.get("cleared", 0))
         return CleanupResult(resource=resource, nodes=tuple(nodes), cleared=cleared)
 
+    def set_flags(self, flags: Flags) -> list[str]:
+        """Give the flags to every online node, so a new coordinator has them too."""
+        took = []
+        for name in self._nodes("flags", None):
+            answer = self._ask(name, {"op": "flags", **flags.to_json()}, missing={})
+            if answer.get("ok"):
+                took.append(name)
+        return took
+
     def _nodes(self, method: str, node: str | None) -> list[str]:
         online = sorted(self.cluster_node.membership()["members"])
         if node is None:
@@ -266,6 +312,10 @@ def answer_peer(cluster_node: ClusterNode, params: dict[str, Any]) -> dict[str, 
         return {"records": [r.model_dump(mode="json") for r in records]}
     if op == "cleanup":
         return {"cleared": local.cleanup(str(params["resource"]))}
+    if op == "flags":
+        # The coordinator schedules from this node's config at its next cycle.
+        cluster_node.config = Flags.from_json(params).applied(cluster_node.config)
+        return {"ok": True}
     raise ValueError(f"admin: unknown request {op!r}")
 
 

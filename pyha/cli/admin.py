@@ -24,7 +24,7 @@ from rich.text import Text
 
 from pyha.admin.client import AdminClient, ClientSettings
 from pyha.admin.errors import AdminUnreachable, CertificateError
-from pyha.admin.report import AuditEntry, OperationRecord, StatusReport
+from pyha.admin.report import AuditEntry, FlagsResult, OperationRecord, StatusReport
 from pyha.errors import ConfigError, PyhaError
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -266,6 +266,51 @@ def cleanup(
                f"{result.cleared} failure record(s) forgotten; it is probed again now")
 
 
+node_app = typer.Typer(help="Node standby and online (runtime flags until the configuration "
+                             "store exists).", no_args_is_help=True)
+
+
+@node_app.command("standby")
+def node_standby(
+    node: str = typer.Argument(..., help="The node to put in standby."),
+    connect: str | None = _CONNECT,
+    client_config: Path | None = _SETTINGS,
+) -> None:
+    """Move the node's groups away and start nothing there (needs operator)."""
+    _said(call("node standby", connect, client_config, lambda c: c.standby(node)))
+
+
+@node_app.command("online")
+def node_online(
+    node: str = typer.Argument(..., help="The node to take out of standby."),
+    connect: str | None = _CONNECT,
+    client_config: Path | None = _SETTINGS,
+) -> None:
+    """Let groups run on the node again (needs operator)."""
+    _said(call("node online", connect, client_config, lambda c: c.online(node)))
+
+
+def maintenance(
+    state: str = typer.Argument(..., metavar="on|off", help="on: leave every resource as "
+                                                            "it is; off: manage them again."),
+    connect: str | None = _CONNECT,
+    client_config: Path | None = _SETTINGS,
+) -> None:
+    """Cluster maintenance mode on or off (needs operator)."""
+    if state not in ("on", "off"):
+        typer.echo(f"pyha maintenance: say on or off, not {state!r}", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    _said(call("maintenance", connect, client_config, lambda c: c.maintenance(state == "on")))
+
+
+def _said(result: FlagsResult) -> None:
+    what = [f"{node} {'standby' if on else 'online'}" for node, on in result.standby.items()]
+    if result.maintenance is not None:
+        what.append(f"maintenance {'on' if result.maintenance else 'off'}")
+    typer.echo(f"{', '.join(what)}: taken by {', '.join(result.applied_on) or 'no node'} "
+               f"({result.note})")
+
+
 def whoami(
     connect: str | None = _CONNECT,
     client_config: Path | None = _SETTINGS,
@@ -288,5 +333,6 @@ def _span(seconds: float) -> str:
 def register(app: typer.Typer) -> None:
     """Add the admin commands to the `pyha` command (the live `explain` is reached through
     `pyha explain` without an input file)."""
-    for command in (status, history, audit, cleanup, whoami):
+    for command in (status, history, audit, cleanup, whoami, maintenance):
         app.command()(command)
+    app.add_typer(node_app, name="node")

@@ -106,3 +106,35 @@ def test_every_node_answers_with_the_coordinators_view(admins: Admins) -> None:
     wait_for(lambda: _settled(admins), 30, "the group still runs after the cleanup")
     final = admins.status(other)
     assert final is not None and final.groups[0].node == where
+
+
+def test_standby_moves_the_group_away_and_maintenance_reaches_every_node(
+        admins: Admins) -> None:
+    wait_for(lambda: _settled(admins), 60, "every node reports the group running")
+    status = admins.status("n1")
+    assert status is not None
+    where = status.groups[0].node
+    assert where is not None
+    asked = next(n for n in admins.cluster.nodes if n != where)
+    with admins.client(asked) as admin:
+        assert admin.standby(where).applied_on == ("n1", "n2", "n3")
+
+    def moved() -> bool:
+        now = admins.status(asked)
+        return now is not None and now.groups[0].node not in (None, where)
+
+    wait_for(moved, 40, "the group leaves the node in standby")
+    after = admins.status(where)
+    assert after is not None
+    assert [n.standby for n in after.nodes if n.name == where] == [True]
+    with admins.client(asked) as admin:
+        admin.online(where)
+        admin.maintenance(True)
+    def flags_everywhere() -> bool:  # the view is the coordinator's next cycle's
+        reports = [admins.status(n) for n in admins.cluster.nodes]
+        return all(r is not None and r.maintenance and not any(n.standby for n in r.nodes)
+                   for r in reports)
+
+    wait_for(flags_everywhere, 20, "every node shows maintenance on and no standby")
+    assert len(admins.cluster.running_on()) == 1
+

@@ -165,6 +165,10 @@ def test_the_pyha_command_and_its_exit_codes(running: Running, tmp_path: Path) -
     nothing = pyha("status", user=None)
     assert nothing.returncode == 2 and "no address" in nothing.stderr
     assert pyha("history", "--limit", "0").returncode == 2  # typer's usage error
+    assert pyha("maintenance", "maybe").returncode == 2
+    assert pyha("node", "standby", "n1", user=bob).returncode == 1
+    taken = pyha("maintenance", "on")
+    assert taken.returncode == 0 and "maintenance on: taken by n1" in taken.stdout
 
 
 def test_the_admin_settings_are_found_in_the_state_directory(tmp_path: Path) -> None:

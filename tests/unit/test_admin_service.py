@@ -28,7 +28,9 @@ from pyha.testing.dummy import DummyPlugin, default_state_path, set_knobs
 
 READ: dict[str, dict[str, Any]] = {
     "whoami": {}, "status": {}, "explain": {}, "history": {}, "audit": {}}
-ACT: dict[str, dict[str, Any]] = {"cleanup": {"resource": "ip"}}
+ACT: dict[str, dict[str, Any]] = {
+    "cleanup": {"resource": "ip"}, "standby": {"node": "n1"}, "online": {"node": "n1"},
+    "maintenance": {"on": False}}
 NEEDED = {**dict.fromkeys(READ, AdminRole.VIEWER), **dict.fromkeys(ACT, AdminRole.OPERATOR)}
 
 
@@ -75,7 +77,7 @@ class Node:
         """What a rejected call must leave alone."""
         s = self.server
         return (s.fail_counts.records(), s.view(), dict(s._reprobe), len(s.history.all()),
-                s.config)
+                s.config, s._pending)
 
 
 @pytest.fixture
@@ -109,6 +111,29 @@ def test_a_failure_shows_in_status_and_cleanup_forgets_it(node: Node) -> None:
     assert result == {"resource": "ip", "nodes": ["n1"], "cleared": 1}
     assert node.server.fail_counts.records() == ()
     assert "ip" in node.server._reprobe  # probed again before the next decision
+
+
+def test_standby_online_and_maintenance_are_runtime_flags_in_force_next_cycle(
+        node: Node) -> None:
+    answer = node.service.standby("n1")
+    assert answer["standby"] == {"n1": True} and answer["applied_on"] == ["n1"]
+    assert "runtime state" in answer["note"]
+    node.clock.advance(1)
+    node.server.cycle()
+    status = StatusReport.model_validate(node.service.status())
+    assert status.nodes[0].standby
+    assert status.groups[0].state == "stopped"
+    node.service.online("n1")
+    node.service.maintenance(True)
+    node.clock.advance(1)
+    node.server.cycle()
+    status = StatusReport.model_validate(node.service.status())
+    assert status.maintenance and not status.nodes[0].standby
+    assert status.groups[0].state == "stopped"  # maintenance: left as it is
+    node.service.maintenance(False)
+    node.clock.advance(1)
+    node.server.cycle()
+    assert StatusReport.model_validate(node.service.status()).groups[0].state == "running"
 
 
 def test_explain_and_history_answer_for_the_running_node(node: Node) -> None:
@@ -171,6 +196,10 @@ def test_every_call_is_audited_with_who_what_and_the_result(node: Node) -> None:
     ("cleanup", {"resource": ["ip"]}, "resource"),
     ("cleanup", {"resource": "ip", "colour": "red"}, "arguments"),
     ("status", {"verbose": True}, "arguments"),
+    ("standby", {"node": "n2"}, "node"),
+    ("online", {}, "arguments"),
+    ("maintenance", {"on": "yes"}, "on"),
+    ("maintenance", {"on": 1}, "on"),
 ])
 def test_bad_arguments_are_named_and_change_nothing(node: Node, method: str, args: dict[str, Any],
                                                     argument: str) -> None:
