@@ -116,6 +116,8 @@ class ClusterServer:
                  on_cycle: Callable[[ServerStatus], None] | None = None) -> None:
         self.config = config
         self.node = node or _only_node(config)
+        if self.node not in {n.name for n in config.nodes}:
+            raise ConfigError(f"--node: {self.node!r} is not a node of the cluster file")
         self.clock = clock or MonotonicClock()
         self.state_dir = Path(state_dir or config.cluster.state_dir)
         self.log = logging.getLogger("pyha.server")

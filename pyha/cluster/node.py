@@ -50,10 +50,7 @@ class ClusterNode:
     def __init__(self, config: ClusterConfig, registry: Registry, *, node: str, key: bytes,
                  state_dir: Path | None = None, clock: Clock | None = None,
                  fences: Mapping[str, FenceDevice] | None = None) -> None:
-        problems = setup_problems({n.name: n.votes for n in config.nodes},
-                                  config.cluster.tiebreaker,
-                                  fencing=all(n.fence for n in config.nodes))
-        problems += _endpoint_problems(config)
+        problems = _setup_problems(config, node)
         if problems:
             raise ConfigError("the cluster cannot run safely", tuple(problems))
         self.config = config
@@ -553,6 +550,19 @@ def _request_body(request: el.VoteRequest) -> dict[str, Any]:
 def _reply(peer: str, answer: Mapping[str, Any]) -> el.VoteReply:
     return el.VoteReply(int(answer["term"]), peer, bool(answer["granted"]),
                         str(answer.get("reason", "")), bool(answer.get("pre", False)))
+
+
+def _setup_problems(config: ClusterConfig, node: str) -> list[str]:
+    """Why this cluster cannot run safely from this node: quorum, endpoints, the name."""
+    problems = setup_problems({n.name: n.votes for n in config.nodes},
+                              config.cluster.tiebreaker,
+                              fencing=all(n.fence for n in config.nodes))
+    problems += _endpoint_problems(config)
+    names = [n.name for n in config.nodes]
+    if node not in names:
+        problems.append(f"--node: {node!r} is not a node of the cluster file "
+                        f"({', '.join(names)})")
+    return problems
 
 
 def _endpoint_problems(config: ClusterConfig) -> list[str]:

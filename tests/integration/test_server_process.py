@@ -97,3 +97,13 @@ def test_bad_parameters_are_refused_before_anything_starts(tmp_path: Path) -> No
     assert done.returncode == 2
     assert "resource first (group app): params.fail_code: must be an integer" in done.stderr
     assert not (tmp_path / "state").exists()
+
+
+def test_an_unknown_node_name_is_refused_clearly(tmp_path: Path) -> None:
+    done = subprocess.run(
+        pyha("server", "--config", str(EXAMPLE), "--node", "n9", "--state-dir",
+             str(tmp_path / "state")),
+        capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "--node: 'n9' is not a node of the cluster file" in done.stderr
+    assert "Traceback" not in done.stderr
