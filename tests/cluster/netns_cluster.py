@@ -46,8 +46,10 @@ __all__ = [
     "NetnsCluster",
     "Poller",
     "http_get",
+    "kill_namespace",
     "log_events",
     "rpc_status",
+    "until",
     "wait_for",
 ]
 
@@ -199,9 +201,11 @@ class NetnsCluster:
     # --- servers ------------------------------------------------------------------
 
     def state_dir(self, node: str) -> Path:
+        """Where the node's server keeps its state (pid files of its resources too)."""
         return self.root / node
 
     def log_file(self, node: str) -> Path:
+        """The node's server log; every start of the server appends to it."""
         return self.root / f"{node}.log"
 
     def start(self, node: str) -> None:
@@ -219,6 +223,7 @@ class NetnsCluster:
                                                       env=env)
 
     def start_all(self) -> None:
+        """Start every node's server at once (a late one may be fenced: see heal)."""
         for node in self.nodes:
             self.start(node)
 
@@ -278,6 +283,7 @@ class NetnsCluster:
     # --- what happened ------------------------------------------------------------
 
     def log(self, node: str) -> str:
+        """The node's server log so far."""
         path = self.log_file(node)
         return path.read_text(errors="replace") if path.exists() else ""
 
@@ -296,6 +302,7 @@ class NetnsCluster:
                 if f"{FLOATING}/24" in self.hosts[n].addresses()]
 
     def violations(self) -> list[str]:
+        """The guarded service's VIOLATION records: each one ran while another copy did."""
         text = self.record.read_text() if self.record.exists() else ""
         return [line for line in text.splitlines() if line.startswith("VIOLATION")]
 
@@ -435,7 +442,12 @@ def poll(host: str, port: int, every: float, timeout: float, gap: float) -> None
 
 @dataclass
 class Poller:
-    """The poller running in the client host, its lines read as they come."""
+    """The poller running in the client host, its lines read as they come.
+
+    Invariant: `answers` holds every answer the poller reported, in the order it did (an
+    answer from another server than the one before, or one after a gap); `last_tick` is
+    its newest tick.
+    """
 
     proc: subprocess.Popen[bytes]
     answers: list[tuple[float, str]] = field(default_factory=list)
@@ -445,7 +457,8 @@ class Poller:
 
     @classmethod
     def start(cls, client: Namespace, every: float = 0.005, timeout: float = 0.2,
-              gap: float = 0.03) -> Poller:
+              gap: float = 0.05) -> Poller:
+        """Start polling the floating address from `client`; the lab stops it."""
         argv = [sys.executable, "-m", "tests.cluster.netns_cluster", "poll", FLOATING,
                 str(HTTP_PORT), str(every), str(timeout), str(gap)]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -457,7 +470,7 @@ class Poller:
     def read(self) -> None:
         """Take in whatever the poller printed since the last read."""
         assert self.proc.stdout is not None
-        with contextlib.suppress(BlockingIOError, TypeError):
+        with contextlib.suppress(BlockingIOError):
             chunk = os.read(self.proc.stdout.fileno(), 1 << 20)
             self._buffer += chunk
         *lines, self._buffer = self._buffer.split(b"\n")
@@ -484,6 +497,7 @@ class Poller:
         return min(found) if found else None
 
     def current(self) -> str | None:
+        """The body of the newest answer, if any."""
         self.read()
         by = self.last_tick.get("by")
         return str(by) if by else None
