@@ -81,9 +81,10 @@ class Run:
 
 
 def steady(cluster: NetnsCluster, poller: Poller) -> str:
-    """Wait for every node to be a member and the service to answer without a gap;
-    the node that serves."""
+    """Wait for every node to be a member, a coordinator with nothing left to do, and the
+    service answering without a gap; the node that serves."""
     cluster.heal(SETTLE)
+    cluster.steady(SETTLE)
     if not until(lambda: poller.steady_for(STEADY), SETTLE):
         raise RuntimeError(f"the service did not answer steadily for {STEADY}s")
     victim = cluster.served_by(poller.current() or "")
@@ -109,9 +110,14 @@ def serve_from_coordinator(cluster: NetnsCluster, poller: Poller, tries: int = 6
         if coordinator in (None, holder):
             return kills
         cluster.kill_server(coordinator)
+        until(partial(_replaced, cluster, coordinator), SETTLE)
         until(partial(cluster.is_empty, coordinator), SETTLE)
         cluster.reboot(coordinator)
     return tries
+
+
+def _replaced(cluster: NetnsCluster, old: str) -> bool:
+    return coordinator_of(cluster) not in (None, old)
 
 
 def one_run(cluster: NetnsCluster, poller: Poller, kind: str, service: str,
