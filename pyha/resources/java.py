@@ -42,6 +42,7 @@ from pyha.resources.spi import (
     OperationContext,
     Outcome,
     TypeName,
+    validation_detail,
 )
 
 __all__ = [
@@ -101,10 +102,7 @@ def meta_from_listing(type_name: str, data: Any) -> MetaData:
     try:
         meta = MetaData.model_validate(data)
     except ValidationError as exc:
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
-            for err in exc.errors()
-        )
+        detail = validation_detail(exc)
         raise PluginError(
             type_name, f"metaData() is not valid meta data ({detail})", "meta_data"
         ) from None

@@ -19,6 +19,7 @@ from pyha.resources.spi import (
     OperationContext,
     Outcome,
     TypeName,
+    validation_detail,
 )
 
 __all__ = ["PythonAgent"]
@@ -114,10 +115,7 @@ def _checked_meta(plugin: object, name: str) -> MetaData:
     try:
         return MetaData.model_validate(returned)
     except ValidationError as exc:
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}"
-            for err in exc.errors()
-        )
+        detail = validation_detail(exc)
         raise PluginError(
             name, f"returned {type(returned).__name__}, not MetaData ({detail})", "meta_data"
         ) from None

@@ -10,7 +10,7 @@ from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pyha.clock import Clock, MonotonicClock
 from pyha.errors import Severity
@@ -241,6 +241,13 @@ class OperationSpec(_Spec):
     timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0)
     interval: float = Field(default=0.0, ge=0)
     """Suggested interval for a recurring monitor; a hint, the resource's config wins."""
+
+
+def validation_detail(exc: ValidationError) -> str:
+    """Pydantic's errors in one line, each as `field.path: reason`."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']}" for err in exc.errors()
+    )
 
 
 class MetaData(_Spec):
