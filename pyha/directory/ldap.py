@@ -114,12 +114,16 @@ class LdapDirectory(EntryStore):
 
     def _connect(self, url: str, strategy: str) -> Any:
         ldap3 = _ldap3()
+        # ldap3's receiver thread (async strategies) retries forever on a socket error when
+        # a receive timeout is set, so once the socket is closed it spins at full CPU. The
+        # streaming connection blocks in recv instead and ends when the socket does.
+        streaming = strategy == ldap3.ASYNC_STREAM
         conn = ldap3.Connection(
             self._server(url), user=self.settings.bind_dn or None,
             password=self.settings.password.get_secret_value() or None,
             client_strategy=strategy, auto_bind=ldap3.AUTO_BIND_NONE, raise_exceptions=False,
-            receive_timeout=math.ceil(self.settings.timeout), check_names=False,
-            auto_referrals=False)
+            receive_timeout=None if streaming else math.ceil(self.settings.timeout),
+            check_names=False, auto_referrals=False)
         try:
             conn.open(read_server_info=False)
             if self.settings.starttls and not url.startswith("ldaps"):

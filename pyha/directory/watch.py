@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pyha.directory import syncrepl
+from pyha.directory import ldap3compat, syncrepl
 from pyha.directory.store import OnChange, OnReject
 from pyha.errors import ConfigError, DirectoryError
 from pyha.model.config import ClusterConfig
@@ -244,6 +244,7 @@ class LdapWatcher:
         finally:
             with contextlib.suppress(Exception):
                 search.stop()
+            ldap3compat.discard(conn)  # its receiver thread ends with the socket
 
     def _pump(self, conn: Any, inbox: queue.Queue[dict[str, Any]], recheck: bool) -> None:
         refreshing, dirty = True, recheck
