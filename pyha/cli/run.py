@@ -34,6 +34,7 @@ def _stop_on_signals() -> threading.Event:
 
     signal.signal(signal.SIGTERM, _handler)
     signal.signal(signal.SIGINT, _handler)
+    signal.signal(signal.SIGHUP, _handler)  # a closed terminal stops us cleanly too
     return stop
 
 
