@@ -139,6 +139,7 @@ class ClusterServer:
         """Resources to probe again at the next cycle, with why (their plugin host
         restarted, or an admin cleaned them up)."""
         self._watch_java_host()
+        self._tell_ocf_agents_the_nodes()
         self._cycle = 0
         self._last_line = ""
         self._last_notes: dict[str, str] = {}
@@ -427,6 +428,15 @@ class ClusterServer:
         self._probe_again()
         self._run_due_monitors()
         self.fail_counts.expire(self.clock.wall(), self._failure_timeout)
+
+    def _tell_ocf_agents_the_nodes(self) -> None:
+        """OCF agents ask `crm_node -l` for the cluster's nodes: give them the config's."""
+        from pyha.resources.ocf import OcfAgent
+
+        names = tuple(n.name for n in self.config.nodes)
+        for member in self.members.values():
+            if isinstance(member.agent, OcfAgent):
+                member.agent.nodes = names
 
     def _watch_java_host(self) -> None:
         """Probe the Java resources again whenever their JVM host was restarted: what the

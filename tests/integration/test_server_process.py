@@ -107,3 +107,20 @@ def test_an_unknown_node_name_is_refused_clearly(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "--node: 'n9' is not a node of the cluster file" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_ocf_agents_learn_the_cluster_nodes(tmp_path: Path) -> None:
+    from pyha.model.config import ClusterConfig
+    from pyha.resources.ocf import OcfAgent
+    from pyha.resources.registry import Registry
+    from pyha.server import ClusterServer
+
+    config = ClusterConfig.from_mapping({
+        "cluster": {"name": "o"}, "nodes": [{"name": "n1"}, {"name": "n2"}, {"name": "n3"}],
+        "groups": [{"name": "g", "resources": [{"name": "d", "type": "ocf:heartbeat:Dummy"}]}],
+    })
+    server = ClusterServer(config, Registry.discover(entry_points=False), node="n1",
+                           state_dir=tmp_path)
+    agent = server.members["d"].agent
+    assert isinstance(agent, OcfAgent)
+    assert agent.nodes == ("n1", "n2", "n3")
