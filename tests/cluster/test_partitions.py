@@ -11,6 +11,7 @@ or was fenced.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -116,7 +117,8 @@ def test_a_split_of_five_into_three_and_two_keeps_the_group_with_the_three(
         assert answer is not None and answer["quorate"] is True
     for node in minority:  # the two lose it: they stop what they run, or are fenced
         said = logged_since(c, node, marks[node])
-        assert "quorum lost: 1 of 5 votes" in said or fenced(c, node), node
+        # The count it logs depends on which peers it had declared down first.
+        assert re.search(r"quorum lost: [12] of 5 votes", said) or fenced(c, node), node
     assert fenced(c, where) or "no_quorum_policy=stop" in \
         logged_since(c, where, marks[where])
     for node in minority:
