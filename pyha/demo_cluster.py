@@ -22,7 +22,7 @@ from rich.text import Text
 
 from pyha.demo import free_port
 from pyha.errors import PyhaError
-from pyha.fencing.tree import TreeFence, descendants, keeper_argv
+from pyha.fencing.tree import TreeFence, descendants, keeper_argv, parent_of
 from pyha.membership.keys import generate_key, load_key
 from pyha.membership.rpc import RpcClient
 
@@ -102,7 +102,7 @@ class DemoCluster:
     def kill_server(self, node: str) -> None:
         """kill -9 the node's cluster server: what it started keeps running until fenced."""
         keeper = self.procs[node].pid
-        servers = [p for p in descendants(keeper) if _parent(p) == keeper]
+        servers = [p for p in descendants(keeper) if parent_of(p) == keeper]
         for pid in servers:
             os.kill(pid, signal.SIGKILL)
 
@@ -259,12 +259,3 @@ def run(workdir: Path, *, duration: float, kill_after: float, live: bool,
         scenario.note("stopped")
     took = scenario._last.get("failover")
     return float(took) if took is not None else None
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return int(stat.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-

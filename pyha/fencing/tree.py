@@ -23,7 +23,7 @@ from pathlib import Path
 from pyha.clock import Clock, MonotonicClock
 from pyha.fencing.device import FenceResult, NodeState, processes
 
-__all__ = ["TreeFence", "descendants", "keeper_argv"]
+__all__ = ["TreeFence", "descendants", "keeper_argv", "parent_of"]
 
 _LOG = logging.getLogger("pyha.fencing")
 PR_SET_CHILD_SUBREAPER = 36
@@ -42,7 +42,7 @@ def descendants(root: int) -> set[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            parent = _parent(int(entry))
+            parent = parent_of(int(entry))
             if parent is not None:
                 children.setdefault(parent, []).append(int(entry))
     found: set[int] = set()
@@ -148,7 +148,8 @@ def _stat(pid: int) -> list[str] | None:
         return None
 
 
-def _parent(pid: int) -> int | None:
+def parent_of(pid: int) -> int | None:
+    """The parent pid of a live process, from /proc; None when it is gone."""
     fields = _stat(pid)
     return int(fields[1]) if fields else None
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,8 +56,41 @@ def cgroups_usable() -> str:
     return ""
 
 
+class GuardedCluster(ABC):
+    """What every cluster harness reads the same way: the guarded service's record and the
+    node logs. Subclasses provide `nodes`, `record` and `log(node)`."""
+
+    nodes: list[str]
+    record: Path
+
+    @abstractmethod
+    def log(self, node: str) -> str:
+        """Everything `node`'s cluster server logged so far."""
+
+    def violations(self) -> list[str]:
+        """The guarded service's VIOLATION records: each one ran while another copy did."""
+        text = self.record.read_text() if self.record.exists() else ""
+        return [line for line in text.splitlines() if line.startswith("VIOLATION")]
+
+    def starts(self) -> int:
+        """How many times the guarded service started, anywhere."""
+        text = self.record.read_text() if self.record.exists() else ""
+        return sum(1 for line in text.splitlines() if line.startswith("start"))
+
+    def coordinator(self) -> str | None:
+        """The node whose log last said it was elected (None before any election)."""
+        best: tuple[int, str] | None = None
+        for node in self.nodes:
+            for line in self.log(node).splitlines():
+                if "elected coordinator for term" in line:
+                    term = int(line.rsplit(" ", 1)[1])
+                    if best is None or term > best[0]:
+                        best = (term, node)
+        return best[1] if best else None
+
+
 @dataclass
-class LocalCluster:
+class LocalCluster(GuardedCluster):
     """N cluster servers on 127.0.0.1, a guarded service group, and their cleanup."""
 
     root: Path
@@ -131,26 +165,6 @@ class LocalCluster:
             if pid and _alive(pid):
                 where.append(node)
         return where
-
-    def violations(self) -> list[str]:
-        text = self.record.read_text() if self.record.exists() else ""
-        return [line for line in text.splitlines() if line.startswith("VIOLATION")]
-
-    def starts(self) -> int:
-        """How many times the guarded service started, anywhere."""
-        text = self.record.read_text() if self.record.exists() else ""
-        return sum(1 for line in text.splitlines() if line.startswith("start"))
-
-    def coordinator(self) -> str | None:
-        """The node whose log last said it was elected (None before any election)."""
-        best: tuple[int, str] | None = None
-        for node in self.nodes:
-            for line in self.log(node).splitlines():
-                if "elected coordinator for term" in line:
-                    term = int(line.rsplit(" ", 1)[1])
-                    if best is None or term > best[0]:
-                        best = (term, node)
-        return best[1] if best else None
 
     def server_pid(self, node: str) -> int:
         """The cluster server's pid (below its keeper when nodes are process trees)."""

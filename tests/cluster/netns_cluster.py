@@ -35,7 +35,7 @@ from pyha.fencing.namespace import namespace_pids
 from pyha.membership.keys import generate_key, load_key
 from pyha.membership.rpc import RpcClient
 from pyha.model.config import parse_endpoint
-from tests.cluster.harness import GUARD, wait_for
+from tests.cluster.harness import GUARD, GuardedCluster, wait_for
 from tests.netns import ROOT, Host, Lab, Namespace
 
 __all__ = [
@@ -93,7 +93,7 @@ IP_FREEBIND, so it may start before the floating address is there."""
 
 
 @dataclass
-class NetnsCluster:
+class NetnsCluster(GuardedCluster):
     """`size` cluster servers, each in its own namespace host, plus a client host.
 
     Invariant: every namespace and process it starts belongs to `lab`, whose close
@@ -300,27 +300,6 @@ class NetnsCluster:
         """Nodes whose eth0 holds the floating address."""
         return [n for n in self.nodes
                 if f"{FLOATING}/24" in self.hosts[n].addresses()]
-
-    def violations(self) -> list[str]:
-        """The guarded service's VIOLATION records: each one ran while another copy did."""
-        text = self.record.read_text() if self.record.exists() else ""
-        return [line for line in text.splitlines() if line.startswith("VIOLATION")]
-
-    def starts(self) -> int:
-        """How many times the guarded service started, anywhere."""
-        text = self.record.read_text() if self.record.exists() else ""
-        return sum(1 for line in text.splitlines() if line.startswith("start"))
-
-    def coordinator(self) -> str | None:
-        """The node whose log last said it was elected (None before any election)."""
-        best: tuple[int, str] | None = None
-        for node in self.nodes:
-            for line in self.log(node).splitlines():
-                if "elected coordinator for term" in line:
-                    term = int(line.rsplit(" ", 1)[1])
-                    if best is None or term > best[0]:
-                        best = (term, node)
-        return best[1] if best else None
 
     def status(self, node: str, timeout: float = 1.0) -> dict[str, Any] | None:
         """The node's answer to `status`, asked from the client host; None if none came."""
