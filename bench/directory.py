@@ -30,8 +30,9 @@ from pydantic import SecretStr
 
 from pyha.directory.bootstrap import DirectorySettings
 from pyha.directory.ldap import LdapDirectory
-from pyha.directory.slapd import Slapd, SlapdConfig, free_port, installed
+from pyha.directory.slapd import Slapd, SlapdConfig, installed
 from pyha.model.config import ClusterConfig
+from pyha.ports import free_port
 
 PASSWORD = "bench-secret"  # noqa: S105 - a throwaway server on loopback
 

@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -21,14 +20,6 @@ from pyha.model.config import ClusterConfig
 from pyha.server import ServerStatus
 
 log = logging.getLogger("pyha.demo")
-
-
-def free_port(udp: bool = False) -> int:
-    """A TCP (or UDP) port on 127.0.0.1 that nothing uses right now."""
-    with socket.socket(type=socket.SOCK_DGRAM if udp else socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def demo_config(workdir: Path, ports: tuple[int, int]) -> dict[str, Any]:

@@ -20,11 +20,11 @@ from rich.console import Group as RichGroup
 from rich.table import Table
 from rich.text import Text
 
-from pyha.demo import free_port
 from pyha.errors import PyhaError
 from pyha.fencing.tree import TreeFence, descendants, keeper_argv, parent_of
 from pyha.membership.keys import generate_key, load_key
 from pyha.membership.rpc import RpcClient
+from pyha.ports import free_port
 
 Status = dict[str, Any]
 
@@ -35,7 +35,7 @@ def cluster_toml(workdir: Path, size: int, http_port: int) -> str:
              'cycle_interval = "500ms"', ""]
     for i in range(1, size + 1):
         lines += ["[[nodes]]", f'name = "n{i}"',
-                  f'addresses = ["127.0.0.1:{free_port(udp=True)}"]',
+                  f'addresses = ["127.0.0.1:{free_port()}"]',
                   f'rpc = "127.0.0.1:{free_port()}"',
                   f'fence = {{ kind = "process-tree", keeper = "{workdir / f"n{i}.keeper"}" }}',
                   ""]

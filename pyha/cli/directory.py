@@ -26,6 +26,7 @@ from pyha.directory.transfer import check_target, export_ldif, read_config_file
 from pyha.directory.tree import ClusterNotFound
 from pyha.errors import ConfigError, PyhaError
 from pyha.model.config import ClusterConfig
+from pyha.ports import free_port
 
 if TYPE_CHECKING:
     from pyha.directory.ldap import LdapDirectory
@@ -117,9 +118,9 @@ def init(
     state_dir.mkdir(parents=True, exist_ok=True)
     password = slapd.new_password()
     _write_secret(state_dir / PASSWORD_FILE, password)
-    ports = [port or slapd.free_port(host)]
+    ports = [port or free_port(host)]
     if replica:
-        ports.append(slapd.free_port(host))
+        ports.append(free_port(host))
     urls = [f"ldap://{host}:{p}" for p in ports]
     try:
         for i, p in enumerate(ports):

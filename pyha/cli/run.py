@@ -19,6 +19,7 @@ from pyha.cluster.node import ClusterNode
 from pyha.errors import ConfigError, PyhaError
 from pyha.membership.keys import load_key
 from pyha.model.config import ClusterConfig
+from pyha.ports import free_port
 from pyha.resources.registry import Registry
 from pyha.server import ClusterServer, ServerStatus
 
@@ -158,7 +159,7 @@ def _single_node_demo(base: Path, duration: float, kill_after: float, plain: boo
     from pyha import demo as d
 
     live = sys.stdout.isatty() and not plain
-    data = d.demo_config(base, (d.free_port(), d.free_port()))
+    data = d.demo_config(base, (free_port(), free_port()))
     d.write_toml(data, base / "cluster.toml")
     cluster = ClusterConfig.from_mapping(data)
     state_dir = Path(cluster.cluster.state_dir)

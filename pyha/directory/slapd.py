@@ -10,7 +10,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -35,13 +34,6 @@ def installed() -> str | None:
     if not (SCHEMA_DIR / "core.ldif").exists():
         return f"{SCHEMA_DIR}/core.ldif is missing (Debian package slapd)"
     return None
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def ssha(password: str) -> str:

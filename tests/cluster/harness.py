@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from pyha.fencing import CgroupFence, cgroup_name, detect_hierarchies, enter_argv, remove_cgroup
 from pyha.fencing.tree import TreeFence, keeper_argv
 from pyha.membership.keys import generate_key
+from pyha.ports import free_port
 
 GUARD = '''
 import fcntl, sys, time
@@ -33,13 +33,6 @@ while True:
 '''
 """A service that can run only once at a time: it holds an exclusive lock on a shared
 file, and a second copy that cannot get it writes VIOLATION and exits."""
-
-
-def free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def fence_skip(kind: str) -> str:
@@ -66,6 +59,14 @@ class GuardedCluster(ABC):
     @abstractmethod
     def log(self, node: str) -> str:
         """Everything `node`'s cluster server logged so far."""
+
+    def log_tails(self, lines: int = 25) -> str:
+        """The last `lines` lines of every node's log, for a failure message."""
+        parts = []
+        for node in self.nodes:
+            tail = self.log(node).splitlines()[-lines:]
+            parts.append(f"\n--- {node} ---\n" + "\n".join(tail))
+        return "".join(parts)
 
     def violations(self) -> list[str]:
         """The guarded service's VIOLATION records: each one ran while another copy did."""
@@ -114,8 +115,8 @@ class LocalCluster(GuardedCluster):
                  f'state_dir = "{self.root / "unused"}"', ""]
         for node in self.nodes:
             lines += ["[[nodes]]", f'name = "{node}"',
-                      f'addresses = ["127.0.0.1:{free_port(socket.SOCK_DGRAM)}"]',
-                      f'rpc = "127.0.0.1:{free_port(socket.SOCK_STREAM)}"',
+                      f'addresses = ["127.0.0.1:{free_port()}"]',
+                      f'rpc = "127.0.0.1:{free_port()}"',
                       self._fence_line(node), ""]
         command = [sys.executable, str(self.root / "guard.py"), str(self.root / "lock"),
                    str(self.record)]
@@ -201,14 +202,17 @@ class LocalCluster(GuardedCluster):
             remove_cgroup(cgroup_name(self.name, node))
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `check` until true; bounded in time."""
+def wait_for(check: Callable[[], bool], timeout: float, what: str,
+             cluster: GuardedCluster | None = None) -> None:
+    """Poll `check` until true; bounded in time. On failure the message carries the end
+    of every node's log when `cluster` is given, so a failed CI run says why."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout}s")
+    tails = cluster.log_tails() if cluster is not None else ""
+    raise AssertionError(f"{what}: not within {timeout}s{tails}")
 
 
 def _recorded_pid(path: Path) -> int | None:

@@ -17,8 +17,8 @@ FENCES = [pytest.param(kind, marks=pytest.mark.skipif(bool(fence_skip(kind)),
 
 
 def started(c: LocalCluster) -> str:
-    wait_for(lambda: len(c.running_on()) == 1, 40, "the service starts somewhere")
-    wait_for(lambda: c.coordinator() is not None, 10, "a coordinator is elected")
+    wait_for(lambda: len(c.running_on()) == 1, 40, "the service starts somewhere", c)
+    wait_for(lambda: c.coordinator() is not None, 10, "a coordinator is elected", c)
     return c.running_on()[0]
 
 
@@ -39,10 +39,10 @@ def test_the_group_starts_once_and_moves_after_its_node_is_fenced(
     first = started(cluster)
     cluster.kill_server(first)  # the server dies; the service it started keeps running
     wait_for(lambda: any(n != first for n in cluster.running_on()), 40,
-             "the service runs on another node")
+             "the service runs on another node", cluster)
     (second,) = cluster.running_on()
     assert second != first
-    wait_for(lambda: cluster.starts() == 2, 10, "the new copy records its start")
+    wait_for(lambda: cluster.starts() == 2, 10, "the new copy records its start", cluster)
     logs = "".join(cluster.log(n) for n in cluster.nodes if n != first)
     assert f"fencing {first}" in logs
     assert f"fence {first}: " in logs
@@ -58,10 +58,10 @@ def test_losing_the_coordinator_elsewhere_leaves_the_service_alone(
         pytest.skip("the coordinator runs the service this time; the other test covers it")
     cluster.kill_server(coordinator)
     wait_for(lambda: cluster.coordinator() not in (None, coordinator), 30,
-             "a new coordinator is elected")
+             "a new coordinator is elected", cluster)
     new = cluster.coordinator()
     wait_for(lambda: f"fence {coordinator}: " in cluster.log(new or ""), 30,
-             "the lost coordinator is fenced")
+             "the lost coordinator is fenced", cluster)
     assert cluster.running_on() == [where]
     assert cluster.starts() == 1
 
@@ -71,18 +71,18 @@ def test_a_paused_server_is_fenced_before_its_service_starts_elsewhere(
     first = started(cluster)
     cluster.signal(first, signal.SIGSTOP)  # paused: it stops nothing, its service runs on
     wait_for(lambda: any(n != first for n in cluster.running_on()), 40,
-             "the service runs on another node")
+             "the service runs on another node", cluster)
     assert len(cluster.running_on()) == 1
-    wait_for(lambda: cluster.starts() == 2, 10, "the new copy records its start")
+    wait_for(lambda: cluster.starts() == 2, 10, "the new copy records its start", cluster)
 
 
 def test_a_clean_shutdown_moves_the_group_away_first(cluster: LocalCluster) -> None:
     first = started(cluster)
     cluster.signal(first, signal.SIGTERM)
     assert cluster.procs[first].wait(timeout=60) == 0
-    wait_for(lambda: len(cluster.running_on()) == 1, 30, "the service runs elsewhere")
+    wait_for(lambda: len(cluster.running_on()) == 1, 30, "the service runs elsewhere", cluster)
     assert cluster.running_on() != [first]
-    wait_for(lambda: cluster.starts() == 2, 10, "the new copy records its start")
+    wait_for(lambda: cluster.starts() == 2, 10, "the new copy records its start", cluster)
     logs = "".join(cluster.log(n) for n in cluster.nodes)
     assert f"fencing {first}" not in logs
 
@@ -96,7 +96,7 @@ def test_without_a_fence_device_a_lost_node_is_not_recovered(tmp_path: Path) -> 
         c.kill_server(first)
         others = [n for n in c.nodes if n != first]
         wait_for(lambda: any("it has no fence device, so its groups wait" in c.log(n)
-                             for n in others), 30, "the coordinator says why it waits")
+                             for n in others), 30, "the coordinator says why it waits", c)
         assert c.running_on() == [first]  # still where it was: never on two nodes
         assert c.starts() == 1
     finally:

@@ -47,7 +47,8 @@ def started(lab: Lab, root: Path, **options: Any) -> NetnsCluster:
     cluster = NetnsCluster(lab, root, **options)
     cluster.start_all()
     cluster.heal(SETTLE)
-    wait_for(lambda: len(cluster.running_on()) == 1, SETTLE, "the group starts on one node")
+    wait_for(lambda: len(cluster.running_on()) == 1, SETTLE, "the group starts on one node",
+             cluster)
     cluster.steady(SETTLE)
     return cluster
 
@@ -55,7 +56,7 @@ def started(lab: Lab, root: Path, **options: Any) -> NetnsCluster:
 def running_once(cluster: NetnsCluster, among: list[str]) -> str:
     """After recovery: the node where the group runs, once, among `among`; never twice."""
     wait_for(lambda: len(cluster.running_on()) == 1 and cluster.running_on()[0] in among,
-             SETTLE, f"the group runs on one node of {among}")
+             SETTLE, f"the group runs on one node of {among}", cluster)
     assert cluster.violations() == [], "the guarded service ran on two nodes at once"
     return cluster.running_on()[0]
 
@@ -81,12 +82,12 @@ def test_an_isolated_node_is_fenced_and_its_floating_address_serves_from_the_maj
         lab: Lab, tmp_path: Path) -> None:
     c = started(lab, tmp_path, web=True)
     first = c.running_on()[0]
-    wait_for(lambda: c.served_by(c.http()) == first, 20, f"{FLOATING} answers from {first}")
+    wait_for(lambda: c.served_by(c.http()) == first, 20, f"{FLOATING} answers from {first}", c)
     mark = len(c.log(first))
     c.unplug(first)  # a full partition: the node alone on one side, two on the other
     others = [n for n in c.nodes if n != first]
     second = running_once(c, others)
-    wait_for(lambda: c.served_by(c.http()) == second, 20, f"{FLOATING} answers from {second}")
+    wait_for(lambda: c.served_by(c.http()) == second, 20, f"{FLOATING} answers from {second}", c)
     assert fenced(c, first), "the majority fenced the isolated node"
     assert c.running_on("web") == [second]
     said = logged_since(c, first, mark)
@@ -112,7 +113,7 @@ def test_a_split_of_five_into_three_and_two_keeps_the_group_with_the_three(
         c.unplug(node)
     running_once(c, majority)
     for node in majority:  # the three keep quorum and see each other only
-        wait_for(partial(same_members, c, node, majority), 20, f"{node} counts the three")
+        wait_for(partial(same_members, c, node, majority), 20, f"{node} counts the three", c)
         answer = c.status(node)
         assert answer is not None and answer["quorate"] is True
     for node in minority:  # the two lose it: they stop what they run, or are fenced
@@ -149,13 +150,13 @@ def test_one_cut_link_of_two_moves_nothing(lab: Lab, tmp_path: Path) -> None:
 def test_a_killed_coordinator_is_fenced_and_an_orphaned_service_with_it(
         lab: Lab, tmp_path: Path) -> None:
     c = started(lab, tmp_path)
-    wait_for(lambda: c.coordinator() is not None, 20, "a coordinator is elected")
+    wait_for(lambda: c.coordinator() is not None, 20, "a coordinator is elected", c)
     old = c.coordinator()
     assert old is not None
     c.kill_server(old)
     survivors = [n for n in c.nodes if n != old]
-    wait_for(lambda: c.coordinator() not in (None, old), SETTLE, "a new coordinator")
-    wait_for(lambda: fenced(c, old), SETTLE, f"{old} is fenced")
+    wait_for(lambda: c.coordinator() not in (None, old), SETTLE, "a new coordinator", c)
+    wait_for(lambda: fenced(c, old), SETTLE, f"{old} is fenced", c)
     running_once(c, survivors)
     c.reboot(old)
     c.heal(SETTLE)
@@ -166,4 +167,4 @@ def test_a_killed_coordinator_is_fenced_and_an_orphaned_service_with_it(
     c.kill_server(where)
     elsewhere = running_once(c, [n for n in c.nodes if n != where])
     assert fenced(c, where), "the orphaned service was killed with its namespace"
-    wait_for(lambda: c.starts() == starts + 1, 20, f"the service starts on {elsewhere}")
+    wait_for(lambda: c.starts() == starts + 1, 20, f"the service starts on {elsewhere}", c)

@@ -101,7 +101,8 @@ def _tls_files(folder: Path) -> Any:
 
 def start_slapd(root: Path, *, tls: bool = False, port: int = 0) -> SlapdServer:
     """Create and start a slapd in `root` (olcDbNoSync: tests need no fsync)."""
-    from pyha.directory.slapd import Slapd, SlapdConfig, free_port
+    from pyha.directory.slapd import Slapd, SlapdConfig
+    from pyha.ports import free_port
 
     password = "test-secret"
     password_file = root / "admin.password"

@@ -3,7 +3,6 @@ coordinator's view; history and cleanup reach every node."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +14,10 @@ from pyha.admin.ca import CertificateAuthority, Issued
 from pyha.admin.client import AdminClient
 from pyha.admin.errors import NotFound
 from pyha.admin.report import StatusReport
+from pyha.ports import free_port
 from tests.cluster.harness import LocalCluster, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -72,7 +65,7 @@ def _settled(admins: Admins) -> bool:
 
 
 def test_every_node_answers_with_the_coordinators_view(admins: Admins) -> None:
-    wait_for(lambda: _settled(admins), 60, "every node reports the group running")
+    wait_for(lambda: _settled(admins), 60, "every node reports the group running", admins.cluster)
     reports = [admins.status(n) for n in admins.cluster.nodes]
     assert all(r is not None for r in reports)
     first = reports[0]
@@ -103,14 +96,14 @@ def test_every_node_answers_with_the_coordinators_view(admins: Admins) -> None:
         with pytest.raises(NotFound, match="no node named 'n9'"):
             admin.cleanup("guard", node="n9")
         assert admin.whoami().node == other
-    wait_for(lambda: _settled(admins), 30, "the group still runs after the cleanup")
+    wait_for(lambda: _settled(admins), 30, "the group still runs after the cleanup", admins.cluster)
     final = admins.status(other)
     assert final is not None and final.groups[0].node == where
 
 
 def test_standby_moves_the_group_away_and_maintenance_reaches_every_node(
         admins: Admins) -> None:
-    wait_for(lambda: _settled(admins), 60, "every node reports the group running")
+    wait_for(lambda: _settled(admins), 60, "every node reports the group running", admins.cluster)
     status = admins.status("n1")
     assert status is not None
     where = status.groups[0].node
@@ -123,7 +116,7 @@ def test_standby_moves_the_group_away_and_maintenance_reaches_every_node(
         now = admins.status(asked)
         return now is not None and now.groups[0].node not in (None, where)
 
-    wait_for(moved, 40, "the group leaves the node in standby")
+    wait_for(moved, 40, "the group leaves the node in standby", admins.cluster)
     after = admins.status(where)
     assert after is not None
     assert [n.standby for n in after.nodes if n.name == where] == [True]
@@ -135,6 +128,6 @@ def test_standby_moves_the_group_away_and_maintenance_reaches_every_node(
         return all(r is not None and r.maintenance and not any(n.standby for n in r.nodes)
                    for r in reports)
 
-    wait_for(flags_everywhere, 20, "every node shows maintenance on and no standby")
+    wait_for(flags_everywhere, 20, "every node shows maintenance on and no standby", admins.cluster)
     assert len(admins.cluster.running_on()) == 1
 

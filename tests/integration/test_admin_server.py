@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,16 +23,10 @@ from pyha.admin.report import StatusReport
 from pyha.admin.target import AdminSettings, serve_admin
 from pyha.errors import ConfigError
 from pyha.model.config import ClusterConfig
+from pyha.ports import free_port
 from pyha.resources.registry import Registry
 from pyha.server import ClusterServer
 from pyha.testing.dummy import clear_knobs, default_state_path, set_knobs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def eventually(check: Callable[[], bool], seconds: float = 15.0) -> bool:

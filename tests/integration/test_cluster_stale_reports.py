@@ -8,7 +8,6 @@ group must not start elsewhere until the node is fenced.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -24,17 +23,11 @@ from pyha.membership.keys import generate_key, load_key
 from pyha.membership.rpc import RpcServer
 from pyha.model.config import ClusterConfig
 from pyha.model.status import ResourceStatus, Role
+from pyha.ports import free_port
 from pyha.resources.registry import Registry
 from pyha.testing.clock import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class RecordingFence:
@@ -79,10 +72,10 @@ def coordinator(tmp_path: Path) -> Iterator[tuple[ClusterNode, dict[str, Peer],
                                                   RecordingFence, FakeClock]]:
     generate_key(tmp_path / "key")
     key = load_key(tmp_path / "key")
-    rpc = {n: _port(socket.SOCK_STREAM) for n in ("n1", "n2", "n3")}
+    rpc = {n: free_port() for n in ("n1", "n2", "n3")}
     config = ClusterConfig.from_mapping({
         "cluster": {"name": "lost", "state_dir": str(tmp_path / "state")},
-        "nodes": [{"name": n, "addresses": [f"127.0.0.1:{_port(socket.SOCK_DGRAM)}"],
+        "nodes": [{"name": n, "addresses": [f"127.0.0.1:{free_port()}"],
                    "rpc": f"127.0.0.1:{rpc[n]}"} for n in ("n1", "n2", "n3")],
         "groups": [{"name": "g", "resources": [{"name": "d", "type": "dummy"}]}],
         "constraints": [{"kind": "location", "id": "g-on-n2", "group": "g", "node": "n2",

@@ -22,18 +22,12 @@ from pyha.membership import election as el
 from pyha.membership.keys import generate_key, load_key
 from pyha.membership.rpc import RpcServer
 from pyha.model.config import ClusterConfig
+from pyha.ports import free_port
 from pyha.resources.registry import Registry
 from pyha.testing.clock import FakeClock
 
 CALL_TIMEOUT = 30.0
 """Long, so a round that waits for a silent peer's call cannot end in the test's time."""
-
-
-def _port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Cluster:
@@ -43,14 +37,14 @@ class Cluster:
     def __init__(self, root: Path, n2_answer: Any) -> None:
         generate_key(root / "key")
         self.key = load_key(root / "key")
-        rpc = {n: _port(socket.SOCK_STREAM) for n in ("n1", "n2", "n3")}
+        rpc = {n: free_port() for n in ("n1", "n2", "n3")}
         self.silent = socket.create_server(("127.0.0.1", rpc["n3"]))
         self.n2 = RpcServer(self.key, "n2", ("127.0.0.1", rpc["n2"]), {"vote": n2_answer})
         self.n2.start()
         config = ClusterConfig.from_mapping({
             "cluster": {"name": "votes", "call_timeout": CALL_TIMEOUT,
                         "heartbeat_interval": 0.05, "state_dir": str(root / "state")},
-            "nodes": [{"name": n, "addresses": [f"127.0.0.1:{_port(socket.SOCK_DGRAM)}"],
+            "nodes": [{"name": n, "addresses": [f"127.0.0.1:{free_port()}"],
                        "rpc": f"127.0.0.1:{rpc[n]}"} for n in ("n1", "n2", "n3")],
         })
         self.clock = FakeClock()

@@ -29,6 +29,7 @@ from pyha.directory import slapd as slapd_mod
 from pyha.fencing.command import CommandFence
 from pyha.membership.keys import generate_key
 from pyha.membership.rpc import RpcServer
+from pyha.ports import free_port
 from pyha.testing.fixtures import (
     NO_ENGINE,
     ContainerProvider,
@@ -197,7 +198,7 @@ def entrypoint(tmp_path: Path) -> Iterator[EntryPoint]:
         pytest.skip(reason)
     data = tmp_path / "data"
     data.mkdir(mode=0o700)
-    made = EntryPoint(data, slapd_mod.free_port())
+    made = EntryPoint(data, free_port())
     try:
         yield made
     finally:

@@ -24,6 +24,7 @@ import pytest
 
 from pyha.clock import MonotonicClock
 from pyha.executor.command import run_command
+from pyha.ports import free_port
 from pyha.resources.spi import OcfCode, OperationContext
 
 PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugins" / "postgresql"
@@ -70,12 +71,6 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_for(predicate: Any, looks: int = 100, pause: float = 0.05) -> bool:
     """Up to `looks` checks, `pause` apart; True as soon as `predicate()` holds."""
     for _ in range(looks):
@@ -116,7 +111,7 @@ class Cluster:
         self.data = base / "data"
         self.socket_dir = base / "sock"
         self.state_dir = base / "state"
-        self.port = _free_port()
+        self.port = free_port()
         self.plugin = PostgresqlPlugin()
 
     def initdb(self) -> None:
@@ -339,7 +334,7 @@ def test_a_server_on_another_port_is_not_this_resource(
     cluster: Cluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert cluster.run("start") == OcfCode.SUCCESS
-    other = _free_port()
+    other = free_port()
     caplog.clear()
     assert cluster.run("start", port=other) == OcfCode.ERR_GENERIC
     assert f"not on port {other}" in caplog.text

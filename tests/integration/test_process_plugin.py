@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from pyha.ports import free_port
 from pyha.resources.spi import OcfCode, OperationContext
 
 PY = sys.executable
@@ -105,12 +106,6 @@ def _stat_of(path: str) -> list[bytes] | None:
             return stat.read().rsplit(b")", 1)[1].split()
     except OSError:
         return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _port_answers(port: int) -> bool:
@@ -205,7 +200,7 @@ def _slow_http_server(port: int) -> list[str]:
 
 @pytest.mark.parametrize("health", ["http", "tcp"])
 def test_http_server_lifecycle(harness: Harness, health: str) -> None:
-    port = _free_port()
+    port = free_port()
     target = {"http": f"http://127.0.0.1:{port}/", "tcp": f"127.0.0.1:{port}"}[health]
     params = {"command": _slow_http_server(port), "health": health, f"health_{health}": target}
     assert harness.run("start", **params) == OcfCode.SUCCESS
@@ -295,7 +290,7 @@ def test_health_command_decides_monitor(harness: Harness, tmp_path: Path) -> Non
 def test_unhealthy_http_monitor_says_why(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    port = _free_port()
+    port = free_port()
     params = {
         "command": _http_server(port),
         "health": "http",
@@ -337,7 +332,7 @@ def test_the_message_shows_only_this_starts_output(
 def test_command_that_never_becomes_healthy_is_killed_at_the_timeout(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    port = _free_port()
+    port = free_port()
     # The app starts a child too: the whole group must go.
     code = "import subprocess, time; subprocess.Popen(['sleep', '1000']); time.sleep(1000)"
     params = {"command": [PY, "-c", code], "health": "tcp", "health_tcp": f"127.0.0.1:{port}"}

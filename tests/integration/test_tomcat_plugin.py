@@ -6,7 +6,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,6 +19,7 @@ import pytest
 
 from pyha.clock import MonotonicClock
 from pyha.executor.runner import Executor
+from pyha.ports import free_ports
 from pyha.resources.java import JavaAgent, java_runtime
 from pyha.resources.registry import Registry
 from pyha.resources.spi import OcfCode
@@ -51,17 +51,6 @@ class Instance:
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.http}{path}"
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _tomcat_pids(base: Path) -> list[int]:
@@ -101,7 +90,7 @@ def _get(url: str) -> tuple[int, str]:
 @pytest.fixture
 def instance(tmp_path: Path) -> Iterator[Instance]:
     """A Tomcat instance made by tomcat10-instance-create; any Tomcat left running is killed."""
-    http, shutdown, jmx = _free_ports(3)
+    http, shutdown, jmx = free_ports(3)
     base = tmp_path / "tomcat"
     assert INSTANCE_CREATE is not None
     subprocess.run(
@@ -192,7 +181,7 @@ def test_a_missing_instance_is_not_installed_here(
     registry: Registry, executor: Executor, tmp_path: Path
 ) -> None:
     params, problems = registry.validate(
-        "tomcat", {"catalina_base": str(tmp_path / "none"), "jmx_port": _free_ports(1)[0]}
+        "tomcat", {"catalina_base": str(tmp_path / "none"), "jmx_port": free_ports(1)[0]}
     )
     assert problems == ()
     agent = registry.resolve("tomcat")
