@@ -109,7 +109,8 @@ public final class AdminDriver {
         out.put("ok", false);
         out.put("type", e.type());
         out.put("simple_type", e.simpleType());
-        out.put("message", e.getMessage());
+        out.put("message", e.message());
+        out.put("text", e.getMessage());
         out.put("attributes", e.attributes());
         out.put("remote", e.remote());
         out.put("cause", e.getCause() == null ? null : e.getCause().toString());

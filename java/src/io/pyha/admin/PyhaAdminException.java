@@ -6,7 +6,9 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * An admin call that failed, carrying pyha's error type and message.
+ * An admin call that failed, carrying pyha's error type and message: {@link #getMessage()}
+ * reads {@code "pyha.admin.errors.NotFound: standby: node: no node named 'n9'"}, as the last
+ * line of a Python traceback would; {@link #type()} and {@link #message()} give the parts.
  *
  * <p>An error raised on the node arrives with its Python class name as pyha registered it
  * for the wire ({@code pyha.admin.errors.PermissionDenied}, {@code
@@ -30,13 +32,15 @@ public final class PyhaAdminException extends RuntimeException {
     public static final String CERTIFICATE_ERROR = "pyha.admin.errors.CertificateError";
 
     private final String type;
+    private final String message;
     private final transient Map<String, Object> attributes;
     private final boolean remote;
 
     PyhaAdminException(String type, String message, Map<String, Object> attributes, boolean remote,
                        Throwable cause) {
-        super(message, cause);
+        super(type + ": " + message, cause);
         this.type = type;
+        this.message = message;
         this.attributes = Collections.unmodifiableMap(new LinkedHashMap<>(attributes));
         this.remote = remote;
     }
@@ -109,8 +113,8 @@ public final class PyhaAdminException extends RuntimeException {
         return attributes().get(name);
     }
 
-    @Override
-    public String toString() {
-        return getClass().getName() + ": " + type + ": " + getMessage();
+    /** pyha's message alone, as Python's {@code str(exc)} gives it ({@link #getMessage()} leads with the type). */
+    public String message() {
+        return message;
     }
 }
