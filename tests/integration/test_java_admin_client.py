@@ -1,0 +1,192 @@
+"""The JDK-only Java admin client (java/src/io/pyha/admin) against a real three-node
+cluster: a separate `java` process speaks Pyro5's protocol with the json serializer over
+mutual TLS, acts on the cluster, and gets pyha's refusals and errors as a Java exception
+that carries pyha's error type and message."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyha.admin.auth import AdminRole
+from pyha.admin.ca import CertificateAuthority, Issued
+from pyha.admin.client import AdminClient
+from pyha.admin.report import StatusReport
+from pyha.admin.service import AdminService
+from pyha.jvm.build import java_home
+from pyha.ports import free_port
+from tests.cluster.harness import LocalCluster, wait_for
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+CLIENT_SOURCES = REPO / "java" / "src" / "io" / "pyha" / "admin"
+DRIVER = REPO / "tests" / "java_admin" / "AdminDriver.java"
+JAVA_TIMEOUT = 120.0
+JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
+"""A short-lived client JVM starts faster without C2 and a parallel GC."""
+
+
+@pytest.fixture(scope="module")
+def classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Java admin client and the test driver, compiled with plain javac."""
+    javac = java_home() / "bin" / "javac"
+    if not javac.is_file():
+        pytest.skip(f"no JDK at {java_home()}")
+    out = tmp_path_factory.mktemp("java-admin-classes")
+    sources = sorted(str(p) for p in CLIENT_SOURCES.glob("*.java"))
+    done = subprocess.run([str(javac), "--release", "17", "-encoding", "UTF-8", "-Xlint:all",
+                           "-Werror", "-d", str(out), *sources, str(DRIVER)],
+                          capture_output=True, text=True, timeout=JAVA_TIMEOUT, check=False)
+    assert done.returncode == 0, done.stderr + done.stdout
+    return out
+
+
+@dataclass
+class JavaConsoles:
+    cluster: LocalCluster
+    addresses: dict[str, str]
+    users: dict[str, Issued]
+    classes: Path
+
+    def java(self, node: str, user: str | None, *commands: str) -> list[dict[str, Any]]:
+        """Run the Java driver against `node` as `user` (None: no certificate); one
+        answer per line, the connect first."""
+        issued = self.users[user or "alice"]
+        cert, key = (str(issued.cert), str(issued.key)) if user else ("-", "-")
+        argv = [str(java_home() / "bin" / "java"), *JVM_OPTIONS, "-cp", str(self.classes),
+                "AdminDriver", self.addresses[node], str(self.users["alice"].ca), cert, key,
+                *commands]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=JAVA_TIMEOUT,
+                              check=False)
+        assert done.returncode in (0, 2), done.stderr
+        return [json.loads(line) for line in done.stdout.splitlines()]
+
+    def status(self, node: str) -> StatusReport | None:
+        """The Python client's view (used to wait for the cluster; cheaper than a JVM)."""
+        alice = self.users["alice"]
+        try:
+            with AdminClient(self.addresses[node], alice.ca, alice.cert, alice.key,
+                             timeout=20) as admin:
+                return admin.status()
+        except Exception:
+            return None
+
+
+@pytest.fixture(scope="module")
+def consoles(tmp_path_factory: pytest.TempPathFactory, classes: Path) -> Iterator[JavaConsoles]:
+    root = tmp_path_factory.mktemp("java-admin-cluster")
+    cluster = LocalCluster(root, fence="process-tree")
+    ca = CertificateAuthority.init(root / "ca")
+    other = CertificateAuthority.init(root / "other-ca")
+    addresses = {}
+    for node in cluster.nodes:
+        folder = cluster.state_dir(node) / "admin"
+        ca.issue(node, AdminRole.VIEWER, server=True, out=folder)
+        addresses[node] = f"127.0.0.1:{free_port()}"
+        (folder / "admin.toml").write_text(f'address = "{addresses[node]}"\n')
+    users = {
+        "alice": ca.issue("alice", AdminRole.OPERATOR, out=root / "alice"),
+        "bob": ca.issue("bob", AdminRole.VIEWER, out=root / "bob"),
+        "mallory": other.issue("mallory", AdminRole.ADMIN, out=root / "mallory"),
+    }
+    try:
+        for node in cluster.nodes:
+            cluster.start(node)
+        yield JavaConsoles(cluster, addresses, users, classes)
+    finally:
+        cluster.close()
+    assert cluster.violations() == []
+
+
+def _settled(consoles: JavaConsoles) -> bool:
+    reports = [consoles.status(n) for n in consoles.cluster.nodes]
+    return all(r is not None and r.coordinator and r.groups[0].state == "running"
+               and len(r.members) == 3 for r in reports)
+
+
+def _group_node(consoles: JavaConsoles, node: str) -> str | None:
+    report = consoles.status(node)
+    return None if report is None else report.groups[0].node
+
+
+def test_refused_without_a_certificate_and_with_one_from_another_ca(
+        consoles: JavaConsoles) -> None:
+    wait_for(lambda: consoles.status("n1") is not None, 60, "n1's admin endpoint answers",
+             consoles.cluster)
+    for user in (None, "mallory"):
+        [connect] = consoles.java("n1", user, "whoami")
+        assert connect["command"] == "connect" and connect["ok"] is False
+        assert connect["type"] == "pyha.admin.errors.ConnectionRefused"
+        assert connect["remote"] is False
+        assert connect["message"].startswith(
+            f"the admin endpoint at {consoles.addresses['n1']} refused the connection: ")
+        assert "certificate" in connect["message"]
+        assert connect["text"] == f"pyha.admin.errors.ConnectionRefused: {connect['message']}"
+
+    def audited() -> bool:  # the node records each refusal just after the client sees it
+        alice = consoles.users["alice"]
+        with AdminClient(consoles.addresses["n1"], alice.ca, alice.cert, alice.key) as admin:
+            return [e.result for e in admin.audit() if e.method == "connect"] == ["refused"] * 2
+
+    wait_for(audited, 10, "n1 audits both refused connections", consoles.cluster)
+
+
+def test_a_viewer_gets_pyhas_permission_error_through_the_java_exception(
+        consoles: JavaConsoles) -> None:
+    wait_for(lambda: consoles.status("n2") is not None, 60, "n2's admin endpoint answers",
+             consoles.cluster)
+    connect, who, standby, move = consoles.java("n2", "bob", "whoami", "standby:n1",
+                                                "move:svc:n1")
+    assert connect["ok"] and connect["result"]["role"] == "viewer"
+    assert who["result"] == {"node": "n2", "name": "bob", "role": "viewer"}
+    assert standby["ok"] is False and standby["remote"] is True
+    assert standby["type"] == "pyha.admin.errors.PermissionDenied"
+    assert standby["simple_type"] == "PermissionDenied"
+    assert standby["message"] == "standby: needs the operator role; your certificate carries viewer"
+    assert standby["attributes"] == {"method": "standby", "role": "viewer", "needed": "operator"}
+    assert standby["text"] == f"pyha.admin.errors.PermissionDenied: {standby['message']}"
+    if hasattr(AdminService, "move"):
+        assert move["type"] == "pyha.admin.errors.PermissionDenied"
+        assert move["attributes"]["needed"] == "operator"
+
+
+def test_an_operator_lists_groups_and_moves_one(consoles: JavaConsoles) -> None:
+    wait_for(lambda: _settled(consoles), 60, "every node reports the group running",
+             consoles.cluster)
+    where = _group_node(consoles, "n1")
+    assert where in consoles.cluster.nodes
+    to = next(n for n in consoles.cluster.nodes if n != where)
+    moving = hasattr(AdminService, "move")
+    act = f"move:svc:{to}" if moving else f"standby:{where}"
+    connect, who, groups, missing, acted = consoles.java(
+        to, "alice", "whoami", "groups", "standby:n9", act)
+    assert connect["result"]["identity"] == "alice"
+    assert who["result"] == {"node": to, "name": "alice", "role": "operator"}
+    assert groups["result"] == [{"name": "svc", "node": where, "state": "running",
+                                 "active_on": [where], "target": where}]
+    assert missing["type"] == "pyha.admin.errors.NotFound"
+    assert missing["message"] == "standby: node: no node named 'n9'"
+    assert missing["attributes"]["argument"] == "node"
+    assert acted["ok"] is True, acted
+    assert isinstance(acted["result"], dict)
+
+    def away() -> bool:
+        now = _group_node(consoles, to)
+        return now is not None and now != where and (now == to or not moving)
+
+    wait_for(away, 60, f"the group leaves {where} ({act})", consoles.cluster)
+    undo = "unmove:svc" if moving else f"online:{where}"
+    _, after, undone = consoles.java(to, "alice", "groups", undo)
+    [group] = after["result"]
+    assert group["node"] != where and group["state"] == "running"
+    if moving:
+        assert group["node"] == to
+    assert undone["ok"] is True, undone
+    assert len(consoles.cluster.running_on()) == 1
