@@ -120,6 +120,11 @@ class WitnessResult:
     term: int | None = None
     until: float | None = None
 
+    def holds(self, now: float, margin: float = 0.0) -> bool:
+        """Whether this won claim still holds at wall-clock `now`, ending `margin` seconds
+        early (allow for the clock difference between the nodes)."""
+        return self.won and self.until is not None and now < self.until - margin
+
     @classmethod
     def winning(cls, claim: Claim, reason: str) -> WitnessResult:
         """A won result for the claim just written."""
@@ -172,7 +177,8 @@ class Witness(Protocol):
     """
 
     def claim(self, node: str, term: int, lease_s: float, now: float) -> WitnessResult:
-        """Take or renew the witness for `lease_s` seconds; never raises for I/O."""
+        """Take or renew the witness for `lease_s` seconds; a lost result for any I/O
+        failure, never an exception (ValueError only for a bad node name or lease)."""
         ...
 
     def release(self, node: str) -> bool:
@@ -207,10 +213,14 @@ class CasWitness(ABC):
 
     def claim(self, node: str, term: int, lease_s: float, now: float) -> WitnessResult:
         """Read, decide (decide_claim), then compare-and-swap; see Witness.claim."""
+        if not _NODE.match(node):
+            raise ValueError(f"{node!r} is not a node name")
         try:
             return self._claim(node, term, lease_s, now)
         except WitnessValueError as exc:
-            return WitnessResult.losing(f"{self.where}: {exc}; delete the value to reset it")
+            # Never overwritten: it may be a live claim pyha cannot read. Fails closed.
+            return WitnessResult.losing(f"{self.where}: {exc}; an admin may delete the "
+                                        f"{ATTRIBUTE} value to reset the witness")
         except (PyhaError, OSError) as exc:
             return WitnessResult.losing(f"{self.where}: {exc}")
 

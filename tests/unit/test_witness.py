@@ -115,6 +115,19 @@ def test_claim_renew_and_takeover_after_the_lease() -> None:
     assert not witness.claim("n1", 1, 5.0, NOW + 10).won
 
 
+def test_a_won_result_holds_until_its_lease_ends_less_the_margin() -> None:
+    won = MemoryWitness().claim("n1", 1, 5.0, NOW)
+    assert won.holds(NOW + 4.9) and not won.holds(NOW + 5)
+    assert won.holds(NOW + 3.9, margin=1.0) and not won.holds(NOW + 4, margin=1.0)
+    lost = WitnessResult.losing("n2 holds the witness", Claim("n2", 1, int((NOW + 5) * 1000)))
+    assert not lost.holds(NOW)
+
+
+def test_a_bad_node_name_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="'n;1' is not a node name"):
+        MemoryWitness().claim("n;1", 1, 5.0, NOW)
+
+
 def test_release_frees_the_witness_and_keeps_the_term() -> None:
     witness = MemoryWitness()
     assert witness.claim("n1", 6, 60.0, NOW).won
@@ -143,7 +156,7 @@ def test_an_unreadable_value_is_never_overwritten() -> None:
     lost = witness.claim("n1", 1, 5.0, NOW)
     assert not lost.won
     assert "'garbage' is not key=value" in lost.reason
-    assert "delete the value to reset it" in lost.reason
+    assert "an admin may delete the pyhaWitnessClaim value to reset the witness" in lost.reason
     assert witness.value == "garbage"
 
 
