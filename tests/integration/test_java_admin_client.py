@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT_SOURCES = REPO / "java" / "src" / "io" / "pyha" / "admin"
-DRIVER = REPO / "tests" / "java_admin" / "AdminDriver.java"
+DRIVERS = sorted((REPO / "tests" / "java_admin").glob("*.java"))
 JAVA_TIMEOUT = 120.0
 JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 """A short-lived client JVM starts faster without C2 and a parallel GC."""
@@ -42,10 +42,63 @@ def classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("java-admin-classes")
     sources = sorted(str(p) for p in CLIENT_SOURCES.glob("*.java"))
     done = subprocess.run([str(javac), "--release", "17", "-encoding", "UTF-8", "-Xlint:all",
-                           "-Werror", "-d", str(out), *sources, str(DRIVER)],
+                           "-Werror", "-d", str(out), *sources, *map(str, DRIVERS)],
                           capture_output=True, text=True, timeout=JAVA_TIMEOUT, check=False)
     assert done.returncode == 0, done.stderr + done.stdout
     return out
+
+
+def _java(classes: Path, *args: str, stdin: str | None = None) -> list[str]:
+    done = subprocess.run([str(java_home() / "bin" / "java"), *JVM_OPTIONS, "-cp", str(classes),
+                           *args], input=stdin, capture_output=True, text=True,
+                          encoding="utf-8", timeout=JAVA_TIMEOUT, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_the_json_codec_reads_and_writes_what_python_does(classes: Path) -> None:
+    values: list[Any] = [
+        {"a": [1, -2, 3.5, 1e-7, 12345678901234567890, True, False, None], "b": {}},
+        "quote \" backslash \\ tab \t newline \n nul \u0000 \u2028 é 漢 \U0001f600",
+        [[[[]]], {"nested": {"x": [{"y": "z"}]}}],
+        {"inf": float("inf"), "ninf": float("-inf"), "one": 1.0, "big": 1.5e300},
+        {"__class__": "pyha.admin.errors.NotFound", "__exception__": True, "args": ["x"],
+         "attributes": {"argument": "node"}},
+    ]
+    lines = [json.dumps(v, ensure_ascii=ascii) for v in values for ascii in (True, False)]
+    bad = ["{", "[1,]", '{"a" 1}', "tru", '"\\x"', "[1] 2", "[" * 300 + "]" * 300]
+    answers = _java(classes, "CodecCheck", "json", stdin="\n".join(lines + bad) + "\n")
+    assert len(answers) == len(lines) + len(bad)
+    for line, answer in zip(lines, answers[:len(lines)], strict=True):
+        assert json.loads(answer) == json.loads(line)
+    for text, answer in zip(bad, answers[len(lines):], strict=True):
+        assert answer.startswith("ERROR bad JSON at offset "), (text, answer)
+    nan = _java(classes, "CodecCheck", "json", stdin='{"x": NaN}\n')
+    assert nan == ['{"x":NaN}']
+
+
+def test_private_keys_in_pkcs8_sec1_and_pkcs1_give_the_same_key(
+        classes: Path, tmp_path: Path) -> None:
+    ca = CertificateAuthority.init(tmp_path / "ca")
+    pkcs8 = ca.issue("alice", AdminRole.VIEWER, out=tmp_path / "alice").key
+    sec1, rsa1, rsa8 = tmp_path / "sec1.key", tmp_path / "rsa1.key", tmp_path / "rsa8.key"
+    encrypted = tmp_path / "encrypted.key"
+    for argv in (["ec", "-in", str(pkcs8), "-out", str(sec1)],
+                 ["genrsa", "-traditional", "-out", str(rsa1), "2048"],
+                 ["pkey", "-in", str(rsa1), "-out", str(rsa8)],
+                 ["pkey", "-in", str(pkcs8), "-aes256", "-passout", "pass:x", "-out",
+                  str(encrypted)]):
+        subprocess.run(["openssl", *argv], check=True, capture_output=True, timeout=60)
+    assert sec1.read_text().startswith("-----BEGIN EC PRIVATE KEY-----")
+    assert rsa1.read_text().startswith("-----BEGIN RSA PRIVATE KEY-----")
+    assert pkcs8.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    out = _java(classes, "CodecCheck", "keys", *map(str, (pkcs8, sec1, rsa8, rsa1, encrypted,
+                                                          ca.cert)))
+    assert out[0].startswith("EC ") and out[1] == out[0]
+    assert out[2].startswith("RSA ") and out[3] == out[2]
+    assert out[4].startswith("ERROR pyha.admin.errors.CertificateError: the private key is "
+                             "encrypted")
+    assert out[5].startswith("ERROR pyha.admin.errors.CertificateError: no PEM private key")
 
 
 @dataclass
