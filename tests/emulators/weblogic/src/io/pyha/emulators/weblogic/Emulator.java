@@ -61,6 +61,8 @@ public final class Emulator {
         MBeanServer mbeans = MBeanServerFactory.newMBeanServer();
         mbeans.registerMBean(new StandardMBean(runtime, ServerRuntimeMBean.class),
             new ObjectName("com.bea", new Hashtable<>(Map.of("Name", name, "Type", "ServerRuntime"))));
+        // A hung server hangs on its way out too: SIGTERM then only ends it once the fault is gone.
+        Runtime.getRuntime().addShutdownHook(new Thread(faults::hangIfAsked, "emulator-exit"));
         JMXConnectorServer connector = serve(mbeans, port, boot);
         log("Notice", "JMX connector listening on " + connector.getAddress());
         runtime.boot(longOf(config, "start_delay_ms", 200));
