@@ -132,6 +132,10 @@ class ClusterServer:
         self.fail_counts = FailCounts()
         self.monitors = MonitorSchedule()
         self.on_cycle = on_cycle
+        self.config_writer: Callable[[Callable[[ClusterConfig], ClusterConfig]],
+                                     ClusterConfig] | None = None
+        """Where admin changes go when the configuration lives in a directory (it applies
+        one change and returns the new configuration); None: the embedded store."""
         self._roles: dict[str, ResourceStatus] = {}
         self._policies: dict[str, OnFail] = {}
         """The on-fail policy of each resource's last failure, for the view's fail records."""
@@ -248,6 +252,13 @@ class ClusterServer:
         self.log.info("configuration epoch %d accepted: %s", config.epoch, plan)
         self.wake()
         return plan
+
+    def check(self, config: ClusterConfig) -> None:
+        """Raise ConfigError unless this node could run `config`: it is one of its nodes,
+        and every resource binds to its type with valid parameters. Changes nothing."""
+        if not any(n.name == self.node for n in config.nodes):
+            raise ConfigError(f"nodes: this node ({self.node}) is not in the new configuration")
+        bind_members(config, self.registry)
 
     def next_config(self) -> ClusterConfig:
         """The configuration the next cycle runs with: one accepted but not yet applied,

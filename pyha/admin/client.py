@@ -29,6 +29,7 @@ from pyha.admin.daemon import OBJECT_ID
 from pyha.admin.errors import AdminUnreachable, CertificateError, ConnectionRefused
 from pyha.admin.report import (
     AuditEntry,
+    ChangeResult,
     CleanupResult,
     Explanation,
     FlagsResult,
@@ -37,7 +38,7 @@ from pyha.admin.report import (
     Whoami,
 )
 from pyha.errors import ConfigError
-from pyha.model.config import parse_endpoint
+from pyha.model.config import Group, Resource, ResourceType, parse_endpoint
 
 CONNECT_TIMEOUT = 5.0
 CALL_TIMEOUT = 60.0
@@ -177,6 +178,105 @@ class AdminClient:
         """Cluster maintenance on or off."""
         return FlagsResult.model_validate(self.call("maintenance", on=on))
 
+    def move(self, group: str, node: str, lifetime: float | str | None = None) -> ChangeResult:
+        """Move `group` to `node` (for `lifetime`, e.g. "30m", or until `unmove`)."""
+        return self._changed("move", group=group, node=node, lifetime=lifetime)
+
+    def unmove(self, group: str) -> ChangeResult:
+        """Remove the move of `group`."""
+        return self._changed("unmove", group=group)
+
+    def simulate(self, node_down: list[str] | None = None, standby: list[str] | None = None,
+                 fail: list[str] | None = None,
+                 change: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What the scheduler would do on a copy of the cluster: {"text", "plan"}."""
+        answer: dict[str, Any] = self.call("simulate", node_down=node_down, standby=standby,
+                                           fail=fail, change=change)
+        return answer
+
+    # -- the configuration ---------------------------------------------------------------
+
+    def groups(self) -> list[Group]:
+        """Every group with its resources, in order."""
+        return [Group.model_validate(g) for g in self.call("group_list")]
+
+    def resources(self) -> list[tuple[str, Resource]]:
+        """Every resource with the name of its group."""
+        return [(str(r.pop("group")), Resource.model_validate(_without(r, "position")))
+                for r in self.call("resource_list")]
+
+    def constraints(self) -> list[dict[str, Any]]:
+        """Every constraint, moves included (each with its `kind`)."""
+        return list(self.call("constraint_list"))
+
+    def resource_types(self) -> list[ResourceType]:
+        """The resource types the configuration declares."""
+        return [ResourceType.model_validate(t) for t in self.call("resource_type_list")]
+
+    def add_resource(self, group: str, resource: dict[str, Any],
+                     position: int | None = None) -> ChangeResult:
+        """Add a resource to `group` (last, or at `position`)."""
+        return self._changed("resource_add", group=group, resource=resource, position=position)
+
+    def update_resource(self, name: str, **fields: Any) -> ChangeResult:
+        """Change fields of a resource, e.g. params={...}."""
+        return self._changed("resource_update", name=name, fields=fields)
+
+    def remove_resource(self, name: str) -> ChangeResult:
+        """Remove a resource."""
+        return self._changed("resource_remove", name=name)
+
+    def add_group(self, group: dict[str, Any], position: int | None = None) -> ChangeResult:
+        """Add a group with its resources."""
+        return self._changed("group_add", group=group, position=position)
+
+    def update_group(self, name: str, **fields: Any) -> ChangeResult:
+        """Change fields of a group."""
+        return self._changed("group_update", name=name, fields=fields)
+
+    def remove_group(self, name: str) -> ChangeResult:
+        """Remove a group and its resources."""
+        return self._changed("group_remove", name=name)
+
+    def add_constraint(self, constraint: dict[str, Any]) -> ChangeResult:
+        """Add a constraint (`kind` location, colocation or order)."""
+        return self._changed("constraint_add", constraint=constraint)
+
+    def update_constraint(self, id: str, **fields: Any) -> ChangeResult:
+        """Change fields of a constraint."""
+        return self._changed("constraint_update", id=id, fields=fields)
+
+    def remove_constraint(self, id: str) -> ChangeResult:
+        """Remove a constraint."""
+        return self._changed("constraint_remove", id=id)
+
+    def add_resource_type(self, resource_type: dict[str, Any]) -> ChangeResult:
+        """Declare a resource type."""
+        return self._changed("resource_type_add", resource_type=resource_type)
+
+    def remove_resource_type(self, name: str) -> ChangeResult:
+        """Remove a declared resource type."""
+        return self._changed("resource_type_remove", name=name)
+
+    def add_node(self, node: dict[str, Any]) -> ChangeResult:
+        """Add a computer to the cluster."""
+        return self._changed("node_add", node=node)
+
+    def update_node(self, name: str, **fields: Any) -> ChangeResult:
+        """Change fields of a node."""
+        return self._changed("node_update", name=name, fields=fields)
+
+    def remove_node(self, name: str) -> ChangeResult:
+        """Remove a node from the cluster."""
+        return self._changed("node_remove", name=name)
+
+    def update_options(self, **fields: Any) -> ChangeResult:
+        """Change cluster options."""
+        return self._changed("options_update", fields=fields)
+
+    def _changed(self, method: str, **kwargs: Any) -> ChangeResult:
+        return ChangeResult.model_validate(self.call(method, **kwargs))
+
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call `method` of the admin service; pyha's errors come back as they were raised."""
         with self._lock:
@@ -270,3 +370,7 @@ def _tls_reason(exc: BaseException) -> str:
         return ("the endpoint closed the connection at the TLS handshake: it did not accept "
                 "this client's certificate (missing, expired, or from another CA)")
     return text.lower().replace("_", " ")
+
+
+def _without(data: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k != key}

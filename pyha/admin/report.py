@@ -163,6 +163,16 @@ class FlagsResult(Report):
     note: str
 
 
+class ChangeResult(Report):
+    """A configuration change made: its new epoch, the coordinator that made it, and the
+    nodes that wrote it to disk before the answer (a majority of votes at least)."""
+
+    change: str
+    epoch: int
+    coordinator: str
+    acked: tuple[str, ...]
+
+
 class Whoami(Report):
     """The caller as the answering node sees it."""
 

@@ -15,6 +15,7 @@ from Pyro5.server import current_context, expose
 
 from pyha.admin.audit import KEEP, AuditLog
 from pyha.admin.auth import AdminRole, Identity
+from pyha.admin.changes import KINDS, Change, apply_change
 from pyha.admin.errors import InvalidArgument, NotFound, PermissionDenied
 from pyha.admin.report import (
     AuditEntry,
@@ -26,15 +27,16 @@ from pyha.admin.report import (
     plain,
     plain_all,
 )
-from pyha.admin.target import Flags, Target
+from pyha.admin.target import Target
 from pyha.errors import AdminError, PyhaError
+from pyha.model.types import parse_duration
 from pyha.scheduler import Plan, plan
+from pyha.scheduler.explain import format_plan, plan_json
+from pyha.testing import harness
 
 HISTORY_LIMIT = 1000
 """The most operations one history call returns."""
 NAME_LENGTH = 253
-RUNTIME_NOTE = ("runtime state held by the cluster servers until the configuration store "
-                "exists: lost when a server restarts or its configuration changes")
 
 _log = logging.getLogger("pyha.admin")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -132,13 +134,13 @@ class AdminService:
     def standby(self, node: str) -> dict[str, Any]:
         """Put `node` in standby: its groups move away and nothing new starts there."""
         self._known("standby", "node", node, {n.name for n in self.target.config.nodes})
-        return self._flags(Flags({node: True}))
+        return self._flags(Change("standby", {"node": node, "on": True}), {node: True})
 
     @remote(AdminRole.OPERATOR)
     def online(self, node: str) -> dict[str, Any]:
         """Take `node` out of standby."""
         self._known("online", "node", node, {n.name for n in self.target.config.nodes})
-        return self._flags(Flags({node: False}))
+        return self._flags(Change("standby", {"node": node, "on": False}), {node: False})
 
     @remote(AdminRole.OPERATOR)
     def maintenance(self, on: bool) -> dict[str, Any]:
@@ -146,12 +148,184 @@ class AdminService:
         if not isinstance(on, bool):
             raise InvalidArgument("maintenance", "on", f"must be true or false, got "
                                                        f"{type(on).__name__}")
-        return self._flags(Flags({}, maintenance=on))
+        return self._flags(Change("maintenance", {"on": on}), {}, maintenance=on)
 
-    def _flags(self, flags: Flags) -> dict[str, Any]:
-        took = self.target.set_flags(flags)
-        return plain(FlagsResult(standby=flags.standby, maintenance=flags.maintenance,
-                                 applied_on=tuple(took), note=RUNTIME_NOTE))
+    def _flags(self, change: Change, standby: dict[str, bool],
+               maintenance: bool | None = None) -> dict[str, Any]:
+        done = self.target.commit(change)
+        return plain(FlagsResult(standby=standby, maintenance=maintenance,
+                                 applied_on=done.acked,
+                                 note=f"kept in the configuration (epoch {done.epoch})"))
+
+    @remote(AdminRole.OPERATOR)
+    def move(self, group: str, node: str, lifetime: float | str | None = None) -> dict[str, Any]:
+        """Move `group` to `node`: a visible location preference (`move-<group>`), for
+        `lifetime` (seconds or a duration such as "30m") or until `unmove`."""
+        config = self.target.config
+        self._known("move", "group", group, {g.name for g in config.groups})
+        self._known("move", "node", node, {n.name for n in config.nodes})
+        expires = None if lifetime is None else self.clock() + _duration("move", lifetime)
+        return self._change("move", group=group, node=node, expires=expires)
+
+    @remote(AdminRole.OPERATOR)
+    def unmove(self, group: str) -> dict[str, Any]:
+        """Remove the move of `group`: the scheduler places it by its other rules again."""
+        self._known("unmove", "group", group, {g.name for g in self.target.config.groups})
+        return self._change("unmove", group=group)
+
+    @remote(AdminRole.VIEWER)
+    def simulate(self, node_down: list[str] | None = None, standby: list[str] | None = None,
+                 fail: list[str] | None = None,
+                 change: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What the scheduler would do now if nodes went down or into standby, resources
+        failed ("resource:operation"), or a change were made; nothing is changed."""
+        snap = self.target.snapshot()
+        config, view = snap.config, snap.view
+        if change is not None:
+            asked = Change.from_json(change, "simulate")
+            if asked.kind not in KINDS:
+                raise InvalidArgument("simulate", "change", f"unknown change {asked.kind!r}")
+            try:
+                config = apply_change(config, asked)
+            except InvalidArgument as exc:
+                raise InvalidArgument("simulate", "change", str(exc)) from None
+        nodes = {n.name for n in config.nodes}
+        for name in _names("simulate", "node_down", node_down):
+            self._known("simulate", "node_down", name, nodes)
+            view = harness.node_down(view, name)
+        for name in _names("simulate", "standby", standby):
+            self._known("simulate", "standby", name, nodes)
+            view = harness.standby(view, name)
+        for spec in _names("simulate", "fail", fail):
+            resource, _, operation = spec.partition(":")
+            self._known("simulate", "fail", resource, {r.name for _, r in config.resources()})
+            view = harness.fail(config, view, resource, operation or "monitor", snap.now)
+        made = plan(config, view, snap.now)
+        return {"text": format_plan(made), "plan": plan_json(made)}
+
+    # -- configuration: resources, groups, constraints, resource types, nodes ----------------
+
+    @remote(AdminRole.VIEWER)
+    def resource_list(self) -> list[dict[str, Any]]:
+        """Every resource with its group and position in it."""
+        return [{"group": g.name, "position": i, **r.model_dump(mode="json")}
+                for g in self.target.config.groups for i, r in enumerate(g.resources)]
+
+    @remote(AdminRole.VIEWER)
+    def resource_show(self, name: str) -> dict[str, Any]:
+        """One resource's definition, with its group."""
+        config = self.target.config
+        self._known("resource_show", "name", name, {r.name for _, r in config.resources()})
+        group = config.group_of(name)
+        return {"group": group.name, **config.resource(name).model_dump(mode="json")}
+
+    @remote(AdminRole.ADMIN)
+    def resource_add(self, group: str, resource: dict[str, Any],
+                     position: int | None = None) -> dict[str, Any]:
+        """Add a resource to `group` (last, or at `position` in its start order)."""
+        return self._change("resource_add", group=group, resource=resource, position=position)
+
+    @remote(AdminRole.ADMIN)
+    def resource_update(self, name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Change some fields of a resource (params, operations, meta, type, description)."""
+        return self._change("resource_update", name=name, fields=fields)
+
+    @remote(AdminRole.ADMIN)
+    def resource_remove(self, name: str) -> dict[str, Any]:
+        """Remove a resource (it is stopped first where it runs)."""
+        return self._change("resource_remove", name=name)
+
+    @remote(AdminRole.VIEWER)
+    def group_list(self) -> list[dict[str, Any]]:
+        """Every group with its resources, in order."""
+        return [g.model_dump(mode="json") for g in self.target.config.groups]
+
+    @remote(AdminRole.VIEWER)
+    def group_show(self, name: str) -> dict[str, Any]:
+        """One group's definition."""
+        groups = {g.name: g for g in self.target.config.groups}
+        self._known("group_show", "name", name, set(groups))
+        return groups[name].model_dump(mode="json")
+
+    @remote(AdminRole.ADMIN)
+    def group_add(self, group: dict[str, Any], position: int | None = None) -> dict[str, Any]:
+        """Add a group with its resources."""
+        return self._change("group_add", group=group, position=position)
+
+    @remote(AdminRole.ADMIN)
+    def group_update(self, name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Change some fields of a group (meta, description, resources)."""
+        return self._change("group_update", name=name, fields=fields)
+
+    @remote(AdminRole.ADMIN)
+    def group_remove(self, name: str) -> dict[str, Any]:
+        """Remove a group and its resources (refused while a constraint names it)."""
+        return self._change("group_remove", name=name)
+
+    @remote(AdminRole.VIEWER)
+    def constraint_list(self) -> list[dict[str, Any]]:
+        """Every constraint (moves included)."""
+        return [c.model_dump(mode="json") for c in self.target.config.constraints]
+
+    @remote(AdminRole.VIEWER)
+    def constraint_show(self, id: str) -> dict[str, Any]:
+        """One constraint's definition."""
+        found = {c.id: c for c in self.target.config.constraints}
+        self._known("constraint_show", "id", id, set(found))
+        return found[id].model_dump(mode="json")
+
+    @remote(AdminRole.ADMIN)
+    def constraint_add(self, constraint: dict[str, Any]) -> dict[str, Any]:
+        """Add a location, colocation or order constraint (its `kind` says which)."""
+        return self._change("constraint_add", constraint=constraint)
+
+    @remote(AdminRole.ADMIN)
+    def constraint_update(self, id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Change some fields of a constraint."""
+        return self._change("constraint_update", id=id, fields=fields)
+
+    @remote(AdminRole.ADMIN)
+    def constraint_remove(self, id: str) -> dict[str, Any]:
+        """Remove a constraint."""
+        return self._change("constraint_remove", id=id)
+
+    @remote(AdminRole.VIEWER)
+    def resource_type_list(self) -> list[dict[str, Any]]:
+        """The resource types the configuration declares."""
+        return [t.model_dump(mode="json") for t in self.target.config.resource_types]
+
+    @remote(AdminRole.ADMIN)
+    def resource_type_add(self, resource_type: dict[str, Any]) -> dict[str, Any]:
+        """Declare a resource type (a name for a plugin)."""
+        return self._change("resource_type_add", resource_type=resource_type)
+
+    @remote(AdminRole.ADMIN)
+    def resource_type_remove(self, name: str) -> dict[str, Any]:
+        """Remove a declared resource type (refused while a resource uses it)."""
+        return self._change("resource_type_remove", name=name)
+
+    @remote(AdminRole.ADMIN)
+    def node_add(self, node: dict[str, Any]) -> dict[str, Any]:
+        """Add a computer to the cluster (then start its cluster server)."""
+        return self._change("node_add", node=node)
+
+    @remote(AdminRole.ADMIN)
+    def node_update(self, name: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Change some fields of a node (addresses, votes, attributes, fence)."""
+        return self._change("node_update", name=name, fields=fields)
+
+    @remote(AdminRole.ADMIN)
+    def node_remove(self, name: str) -> dict[str, Any]:
+        """Remove a node from the cluster (stop its cluster server first)."""
+        return self._change("node_remove", name=name)
+
+    @remote(AdminRole.ADMIN)
+    def options_update(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Change cluster options (timing, policies, tiebreaker)."""
+        return self._change("options_update", fields=fields)
+
+    def _change(self, kind: str, **args: Any) -> dict[str, Any]:
+        return plain(self.target.commit(Change(kind, args)))
 
     # -- the machinery ----------------------------------------------------------------------
 
@@ -255,3 +429,26 @@ def _raw(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     shown: dict[str, Any] = {f"#{i}": _shown(a) for i, a in enumerate(args)}
     shown.update({str(k)[:64]: _shown(v) for k, v in kwargs.items()})
     return shown
+
+
+def _duration(method: str, value: Any) -> float:
+    """A lifetime in seconds from a number or a duration text ("90s", "30m")."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidArgument(method, "lifetime", "must be seconds or a duration like 30m")
+    try:
+        seconds = float(parse_duration(value))
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(method, "lifetime", str(exc)) from None
+    if not 0 < seconds < 10 * 365 * 86400:
+        raise InvalidArgument(method, "lifetime", "must be more than 0 and under 10 years")
+    return seconds
+
+
+def _names(method: str, argument: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise InvalidArgument(method, argument, "must be a list of names")
+    if len(value) > 1000:
+        raise InvalidArgument(method, argument, "at most 1000 names")
+    return [str(v) for v in value]

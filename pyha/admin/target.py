@@ -4,13 +4,22 @@ cluster (ClusterNode), behind one interface; and where a node finds its admin se
 from __future__ import annotations
 
 import logging
+import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pyha.admin.changes import Change, apply_change, invalid_config
 from pyha.admin.errors import NotFound
-from pyha.admin.report import CleanupResult, OperationRecord, Snapshot, operation_record
+from pyha.admin.report import (
+    ChangeResult,
+    CleanupResult,
+    OperationRecord,
+    Snapshot,
+    operation_record,
+)
+from pyha.directory.embedded import ConfigStore
 from pyha.errors import ConfigError, PyhaError
 from pyha.model.config import ClusterConfig, parse_endpoint
 from pyha.model.status import View
@@ -75,34 +84,6 @@ def _address(path: Path) -> tuple[str, int]:
         raise ConfigError(f"{path}: address: {exc}") from None
 
 
-@dataclass(frozen=True)
-class Flags:
-    """Runtime changes of node standby and cluster maintenance (held by the servers until
-    the replicated configuration store exists: lost at a restart or a config change)."""
-
-    standby: dict[str, bool]
-    maintenance: bool | None = None
-
-    def applied(self, config: ClusterConfig) -> ClusterConfig:
-        """`config` with these flags set."""
-        nodes = tuple(n.model_copy(update={"standby": self.standby[n.name]})
-                      if n.name in self.standby else n for n in config.nodes)
-        cluster = config.cluster if self.maintenance is None else \
-            config.cluster.model_copy(update={"maintenance": self.maintenance})
-        return config.model_copy(update={"nodes": nodes, "cluster": cluster})
-
-    def to_json(self) -> dict[str, Any]:
-        """The flags for the node-to-node channel."""
-        return {"standby": dict(self.standby), "maintenance": self.maintenance}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Flags:
-        """Flags from `to_json`."""
-        maintenance = data.get("maintenance")
-        return cls({str(k): bool(v) for k, v in dict(data.get("standby") or {}).items()},
-                   None if maintenance is None else bool(maintenance))
-
-
 class Target(Protocol):
     """A cluster server as the admin service sees it."""
 
@@ -129,8 +110,8 @@ class Target(Protocol):
         """Forget the failures of `resource` (on `node`, or everywhere) and probe it."""
         ...
 
-    def set_flags(self, flags: Flags) -> list[str]:
-        """Set runtime standby/maintenance flags; the nodes that took them."""
+    def commit(self, change: Change) -> ChangeResult:
+        """Make a configuration change durably (on a majority of votes in a cluster)."""
         ...
 
 
@@ -139,6 +120,7 @@ class ServerTarget:
 
     def __init__(self, server: ClusterServer) -> None:
         self.server = server
+        self._lock = threading.Lock()
 
     @property
     def node(self) -> str:
@@ -175,10 +157,24 @@ class ServerTarget:
         cleared = self.server.cleanup(resource)
         return CleanupResult(resource=resource, nodes=(self.node,), cleared=cleared)
 
-    def set_flags(self, flags: Flags) -> list[str]:
-        """Take the flags as a configuration change, in force from the next cycle."""
-        self.server.reconfigure(flags.applied(self.server.next_config()))
-        return [self.node]
+    def commit(self, change: Change) -> ChangeResult:
+        """Make the change: in the directory when the configuration lives there (its
+        watch brings it back), else in the embedded store; in force from the next cycle."""
+        server = self.server
+        with self._lock:
+            if server.config_writer is not None:
+                new = server.config_writer(lambda c: apply_change(c, change))
+            else:
+                base = server.next_config()
+                new = apply_change(base, change).model_copy(update={"epoch": base.epoch + 1})
+                try:
+                    server.check(new)
+                except ConfigError as exc:
+                    raise invalid_config(change, exc) from None
+                ConfigStore(server.state_dir).save(new)
+            server.reconfigure(new)
+        return ChangeResult(change=change.describe(), epoch=new.epoch, coordinator=self.node,
+                            acked=(self.node,))
 
 
 class NodeTarget:
@@ -257,14 +253,9 @@ class NodeTarget:
             cleared += int(answer.get("cleared", 0))
         return CleanupResult(resource=resource, nodes=tuple(nodes), cleared=cleared)
 
-    def set_flags(self, flags: Flags) -> list[str]:
-        """Give the flags to every online node, so a new coordinator has them too."""
-        took = []
-        for name in self._nodes("flags", None):
-            answer = self._ask(name, {"op": "flags", **flags.to_json()}, missing={})
-            if answer.get("ok"):
-                took.append(name)
-        return took
+    def commit(self, change: Change) -> ChangeResult:
+        """Make the change through the coordinator; it answers once a majority has it."""
+        return self.cluster_node.commit(change)
 
     def _nodes(self, method: str, node: str | None) -> list[str]:
         online = sorted(self.cluster_node.membership()["members"])
@@ -312,10 +303,6 @@ def answer_peer(cluster_node: ClusterNode, params: dict[str, Any]) -> dict[str, 
         return {"records": [r.model_dump(mode="json") for r in records]}
     if op == "cleanup":
         return {"cleared": local.cleanup(str(params["resource"]))}
-    if op == "flags":
-        # The coordinator schedules from this node's config at its next cycle.
-        cluster_node.config = Flags.from_json(params).applied(cluster_node.config)
-        return {"ok": True}
     raise ValueError(f"admin: unknown request {op!r}")
 
 

@@ -315,6 +315,7 @@ def serve(boot: Bootstrap, *, node: str | None, state_dir: Path | None,
         directory.settings = settings.model_copy(update={"state_dir": srv.state_dir})
     link = DirectoryLink(directory, srv)
     srv.on_cycle = link.on_cycle
+    srv.config_writer = directory.apply  # admin changes go to the directory
     logging.getLogger("pyha.directory").info(
         "configuration epoch %d from %s", config.epoch, directory.name)
     link.start()

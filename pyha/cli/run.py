@@ -16,6 +16,7 @@ from rich.live import Live
 
 from pyha import logs
 from pyha.cluster.node import ClusterNode
+from pyha.directory.embedded import ConfigStore, newest
 from pyha.errors import ConfigError, PyhaError
 from pyha.membership.keys import load_key
 from pyha.model.config import ClusterConfig
@@ -88,6 +89,8 @@ def server(
         raise typer.Exit(EXIT_CONFIG)
     try:
         cluster = ClusterConfig.from_toml(config)
+        # Changes made at runtime (admin) are in the node's store and outrank the file.
+        cluster = newest(cluster, ConfigStore(state_dir or Path(cluster.cluster.state_dir)))
         registry = _registry(cluster, plugin_path)
         srv: ClusterServer | ClusterNode
         if len(cluster.nodes) > 1:

@@ -11,11 +11,15 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 from typing import Any
 
+from pyha.admin import changes as ch
+from pyha.admin.report import ChangeResult
 from pyha.clock import Clock, MonotonicClock
 from pyha.cluster.fence import fence_devices
 from pyha.cluster.state import NodeState
 from pyha.cluster.view import NodeReport, build_view
-from pyha.errors import ConfigError, PyhaError
+from pyha.directory.embedded import ConfigStore, from_json, newest
+from pyha.directory.embedded import digest as config_digest
+from pyha.errors import AdminError, ConfigError, PyhaError
 from pyha.fencing import FenceDevice
 from pyha.membership import election as el
 from pyha.membership.detector import Change, FailureDetector
@@ -47,64 +51,76 @@ class ClusterNode:
     device confirmed it off (or, if the admin chose it, with recovery_without_fencing).
     """
 
+    peers: dict[str, RpcClient]
+    """A client per other node of the configuration."""
+    _links: list[list[tuple[str, int]]]
+    """The heartbeat addresses of every other node."""
+    _acked: tuple[int, float] | None
+    """The term and time of the coordinator heartbeat this node last answered."""
+
     def __init__(self, config: ClusterConfig, registry: Registry, *, node: str, key: bytes,
                  state_dir: Path | None = None, clock: Clock | None = None,
                  fences: Mapping[str, FenceDevice] | None = None) -> None:
+        self.state_dir = Path(state_dir or config.cluster.state_dir)
+        self.store = ConfigStore(self.state_dir)
+        config = newest(config, self.store)  # changes made at runtime survive a restart
         problems = _setup_problems(config, node)
         if problems:
             raise ConfigError("the cluster cannot run safely", tuple(problems))
         self.config = config
         self.node = node
+        self.key = key
         self.clock = clock or MonotonicClock()
-        self.state_dir = Path(state_dir or config.cluster.state_dir)
         self.local = ClusterServer(config, registry, node=node, state_dir=self.state_dir)
         self.options = config.cluster
         self.lease = self.options.dead_after
-        self.votes = {n.name: n.votes for n in config.nodes}
+        self.votes = _votes(config)
         self.voters = frozenset(n for n, v in self.votes.items() if v > 0)
         self.persisted = NodeState(self.state_dir / "node")
         self.incarnation = self.persisted.next_incarnation()
-        term, voted = self.persisted.load_vote()
-        self.election = el.restored(node, term, voted, self.clock.now(), self.lease)
+        self.election = el.restored(node, *self.persisted.load_vote(), self.clock.now(),
+                                    self.lease)
         self.detector = FailureDetector(node, [n.name for n in config.nodes],
                                         self.options.dead_after)
+        self._given_fences = fences is not None
         self.fences = dict(fence_devices(config) if fences is None else fences)
         me = config.node(node)
         self.endpoint = HeartbeatEndpoint(
             HeartbeatCodec(self.options.name, key), node,
             [parse_endpoint(a) for a in me.addresses], self._heard, self.clock.now)
-        self.rpc = RpcServer(key, node, parse_endpoint(me.rpc or ""), {
-            "vote": self._on_vote, "report": self._on_report, "act": self._on_act,
-            "status": self._on_status, "admin": self._on_admin})
-        self.peers = {n.name: RpcClient(key, node, parse_endpoint(n.rpc or ""),
-                                        self.options.call_timeout, peer=n.name)
-                      for n in config.nodes if n.name != node}
-        self._links = [[parse_endpoint(a) for a in n.addresses]
-                       for n in config.nodes if n.name != node]
+        self.rpc = RpcServer(key, node, parse_endpoint(me.rpc or ""), self._handlers())
+        self.peers, self._links = {}, []
+        self._connect(config, None)
         self._lock = threading.RLock()
         """Guards the election state, the detector and the coordinator's caches."""
         self._local_lock = threading.Lock()
         """One operation path into the local resources at a time."""
-        self._sequence = 0
-        self._acked: tuple[int, float] | None = None
+        self._sequence, self._acked = 0, None
         self._reports: dict[str, NodeReport] = {}
         self._fenced: set[str] = set()
         self._uncertain: dict[str, set[str]] = {}
         """Node -> resources whose start was sent there but never confirmed either way."""
-        self._probed_term = -1
-        self._reports_term = -1
+        self._probed_term = self._reports_term = -1
         """The term in which `_reports` and `_fenced` were gathered."""
         self._next_election = self.clock.now() + self._election_timeout()
         self._elector: threading.Thread | None = None
         self._wake = threading.Event()
-        self._leaving = False
-        self._quorate = True
+        self._leaving, self._quorate = False, True
         self._born = self.clock.now()
-        self._last_line = ""
-        self._last_cycle = 0.0
+        self._last_line, self._last_cycle = "", 0.0
+        self._commit_lock = threading.Lock()
+        """One configuration change at a time, from taking the base to adopting the result."""
+        self._epoch_seen = config.epoch
+        """The highest epoch any member reported: the next change's epoch is above it."""
         self.on_decision: Callable[[str], None] | None = None
         self.last_view: View | None = None
         """The view the coordinator scheduled from in its last cycle (admin status)."""
+
+    def _handlers(self) -> dict[str, Callable[[dict[str, Any], str], dict[str, Any]]]:
+        """What other nodes may call here."""
+        return {"vote": self._on_vote, "report": self._on_report, "act": self._on_act,
+                "status": self._on_status, "admin": self._on_admin,
+                "config": self._on_config, "change": self._on_change}
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -146,6 +162,7 @@ class ClusterNode:
         now = self.clock.now()
         self._membership(now)
         with self._local_lock:
+            self.local.apply_pending()
             self.local.monitor_tick()
         self._enforce_quorum(now)
         with self._lock:
@@ -305,9 +322,11 @@ class ClusterNode:
             if probe:
                 self.local.probe()
             view = self.local.view()
+        config = self.config
         return NodeReport(node=self.node, incarnation=self.incarnation,
                           leaving=self._leaving, resources=view.resources,
-                          failures=view.failures)
+                          failures=view.failures, epoch=config.epoch,
+                          digest=config_digest(config))
 
     def _on_report(self, params: dict[str, Any], caller: str) -> dict[str, Any]:
         return self.report(bool(params.get("probe"))).model_dump(mode="json")
@@ -359,6 +378,7 @@ class ClusterNode:
             return self._decide(f"term {term}: waiting for reports from every live node")
         if probe:
             self._probed_term = term
+        self._catch_up(reports, term)
         quorum = decide(self.votes, online, self.options.tiebreaker)
         with self._lock:
             if self._reports_term != term:
@@ -505,6 +525,184 @@ class ClusterNode:
                 self.on_decision(line)
         return line
 
+    # -- configuration changes --------------------------------------------------------------
+
+    def commit(self, change: ch.Change) -> ChangeResult:
+        """Make `change` through the coordinator: here if this node coordinates, else
+        forwarded to it. Returns once a majority of votes has the new configuration on
+        disk; InvalidArgument (nothing changed) or AdminError (no coordinator, or not
+        durable on a majority) otherwise."""
+        with self._lock:
+            acting = el.may_act(self.election, self.clock.now())
+            coordinator = self.election.coordinator
+        if acting:
+            return self._commit_here(change)
+        if coordinator is None or coordinator not in self.peers:
+            raise AdminError(f"{change.kind}: no coordinator right now (an election is "
+                             "under way, or this node is cut off); nothing changed, try again")
+        try:
+            answer = self.peers[coordinator].call(
+                "change", {"change": change.to_json()}, self._change_timeout())
+        except PyhaError as exc:
+            raise AdminError(f"{change.kind}: the coordinator {coordinator} did not answer "
+                             f"({exc}); the change may or may not have been made: check "
+                             "with status before trying again") from None
+        return _change_answer(change, answer)
+
+    def _on_change(self, params: dict[str, Any], caller: str) -> dict[str, Any]:
+        change = ch.Change.from_json(params.get("change"))
+        try:
+            with self._lock:
+                acting = el.may_act(self.election, self.clock.now())
+            if not acting:
+                raise AdminError(f"{change.kind}: {self.node} is no longer the coordinator; "
+                                 "nothing changed, try again")
+            return {"ok": True, "result": self._commit_here(change).model_dump(mode="json")}
+        except PyhaError as exc:
+            return {"ok": False, "error": ch.error_fields(exc)}
+
+    def _change_timeout(self) -> float:
+        return self.options.call_timeout * 3
+
+    def _commit_here(self, change: ch.Change) -> ChangeResult:
+        with self._commit_lock:
+            with self._lock:
+                term, base = self.election.term, self.config
+            made = ch.apply_change(base, change)
+            new = made.model_copy(update={"epoch": max(base.epoch, self._epoch_seen) + 1})
+            problems = _setup_problems(new, self.node)
+            if problems:
+                raise ch.invalid_config(change, ConfigError("unsafe", tuple(problems)))
+            try:
+                self.local.check(new)
+            except ConfigError as exc:
+                raise ch.invalid_config(change, exc) from None
+            self.store.save(new)
+            acked = [self.node, *self._replicate(new, term)]
+            self._adopt(new, f"{change.describe()} (coordinator)")
+            self._wake.set()
+        votes = sum(base_votes for n, base_votes in _votes(base).items() if n in acked)
+        total = sum(_votes(base).values())
+        if votes * 2 <= total:
+            raise AdminError(
+                f"{change.kind}: epoch {new.epoch} is on disk on {', '.join(acked)} only "
+                f"({votes} of {total} votes): not acknowledged. It takes effect on the "
+                "other nodes as they catch up, unless a coordinator without it is elected "
+                "first; check status before trying again")
+        log.info("configuration epoch %d committed (%s) on %s", new.epoch, change.describe(),
+                 ", ".join(acked))
+        return ChangeResult(change=change.describe(), epoch=new.epoch, coordinator=self.node,
+                            acked=tuple(acked))
+
+    def _replicate(self, config: ClusterConfig, term: int) -> list[str]:
+        """Send `config` to every live member at once; the nodes that wrote it to disk."""
+        now = self.clock.now()
+        with self._lock:
+            targets = sorted(n for n in self.detector.members(now) - {self.node}
+                             if n in self.peers)
+        if not targets:
+            return []
+        body = {"term": term, "config": config.model_dump(mode="json")}
+        pool = ThreadPoolExecutor(max_workers=len(targets))
+        try:
+            calls = {n: pool.submit(self.peers[n].call, "config", body,
+                                    self.options.call_timeout) for n in targets}
+            acked = []
+            for node, future in calls.items():
+                try:
+                    answer = future.result()
+                except PyhaError as exc:
+                    log.warning("configuration epoch %d: %s did not take it: %s",
+                                config.epoch, node, exc)
+                    continue
+                if answer.get("ok"):
+                    acked.append(node)
+                else:
+                    log.warning("configuration epoch %d: %s refused it: %s", config.epoch,
+                                node, answer.get("reason", "no reason given"))
+            return acked
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _on_config(self, params: dict[str, Any], caller: str) -> dict[str, Any]:
+        """A configuration from the coordinator: check it, write it durably, adopt it."""
+        term = int(params["term"])
+        with self._lock:
+            if not el.accept_action(self.election, term):
+                return {"ok": False, "reason": f"term {term} is older than "
+                                               f"{self.election.term}"}
+        try:
+            config = from_json(params.get("config"), f"configuration from {caller}")
+            if config.cluster.name != self.options.name:
+                raise ConfigError(f"cluster.name: {config.cluster.name!r} is not this "
+                                  f"cluster ({self.options.name!r})")
+            with self._commit_lock:
+                if config_digest(config) == config_digest(self.config):
+                    return {"ok": True, "epoch": config.epoch}
+                self.local.check(config)
+                self.store.save(config)
+                self._adopt(config, f"from the coordinator {caller}")
+        except ConfigError as exc:
+            log.error("configuration epoch from %s refused: %s", caller, exc)
+            return {"ok": False, "reason": str(exc)}
+        return {"ok": True, "epoch": config.epoch}
+
+    def _adopt(self, config: ClusterConfig, source: str) -> None:
+        """Run with `config` from now on: resources through the local server (at the next
+        tick), membership, votes, peers and fence devices here."""
+        self.local.reconfigure(config)
+        with self._lock:
+            old = self.config
+            self.config, self.options = config, config.cluster
+            self.lease = config.cluster.dead_after
+            self.votes = _votes(config)
+            self.voters = frozenset(n for n, v in self.votes.items() if v > 0)
+            self._epoch_seen = max(self._epoch_seen, config.epoch)
+            self.detector.set_nodes([n.name for n in config.nodes])
+            self.detector.dead_after = config.cluster.dead_after
+            self._connect(config, old)
+            if not self._given_fences:
+                self.fences = dict(fence_devices(config))
+        log.info("configuration epoch %d adopted (%s)", config.epoch, source)
+
+    def _connect(self, config: ClusterConfig, old: ClusterConfig | None) -> None:
+        """Clients for the peers of `config` (new ones, or where a peer's address changed
+        since `old`), none for nodes that left, and the heartbeat links."""
+        names = {n.name for n in config.nodes}
+        for gone in set(self.peers) - names:
+            self.peers.pop(gone).close()
+        before = {n.name: n.rpc for n in old.nodes} if old is not None else {}
+        for n in config.nodes:
+            if n.name == self.node or (n.name in self.peers and before.get(n.name) == n.rpc):
+                continue
+            if n.name in self.peers:
+                self.peers[n.name].close()
+            self.peers[n.name] = RpcClient(self.key, self.node, parse_endpoint(n.rpc or ""),
+                                           config.cluster.call_timeout, peer=n.name)
+        self._links = [[parse_endpoint(a) for a in n.addresses]
+                       for n in config.nodes if n.name != self.node]
+
+    def _catch_up(self, reports: Mapping[str, NodeReport], term: int) -> None:
+        """Send the configuration to members that run another one (they were away, or
+        missed a change); note the highest epoch seen so the next change goes above it."""
+        mine = config_digest(self.config)
+        behind = [r.node for r in reports.values() if r.node != self.node
+                  and r.digest and r.digest != mine]
+        self._epoch_seen = max([self._epoch_seen, *(r.epoch for r in reports.values())])
+        if not behind:
+            return
+        body = {"term": term, "config": self.config.model_dump(mode="json")}
+        for node in behind:
+            try:
+                answer = self.peers[node].call("config", body, self.options.call_timeout)
+            except PyhaError as exc:
+                log.warning("could not send configuration epoch %d to %s: %s",
+                            self.config.epoch, node, exc)
+                continue
+            (log.info if answer.get("ok") else log.warning)(
+                "%s runs epoch %d: sent it epoch %d: %s", node, reports[node].epoch,
+                self.config.epoch, "taken" if answer.get("ok") else answer.get("reason"))
+
     # -- quorum and leaving ---------------------------------------------------------------
 
     def _enforce_quorum(self, now: float) -> None:
@@ -573,3 +771,14 @@ def _endpoint_problems(config: ClusterConfig) -> list[str]:
         if not node.rpc:
             problems.append(f"nodes[{i}].rpc: {node.name} needs an address for calls")
     return problems
+
+
+def _votes(config: ClusterConfig) -> dict[str, int]:
+    return {n.name: n.votes for n in config.nodes}
+
+
+def _change_answer(change: ch.Change, answer: Mapping[str, Any]) -> ChangeResult:
+    """The coordinator's answer to a forwarded change, or its error raised here."""
+    if answer.get("ok"):
+        return ChangeResult.model_validate(answer["result"])
+    raise ch.error_from_fields(change.kind, answer.get("error"))

@@ -23,6 +23,11 @@ class NodeReport(BaseModel):
     """The node is shutting down cleanly and wants its groups moved away."""
     resources: tuple[ResourceStatus, ...] = ()
     failures: tuple[FailRecord, ...] = ()
+    epoch: int = 0
+    """The configuration epoch the node runs."""
+    digest: str = ""
+    """The fingerprint of that configuration: the coordinator sends its own to a node
+    whose fingerprint differs."""
 
 
 def build_view(config: ClusterConfig, reports: Mapping[str, NodeReport],

@@ -48,6 +48,12 @@ class FailureDetector:
         self._peers = {n: _Peer() for n in nodes if n != local}
         self._alive: dict[str, bool] = {n: False for n in self._peers}
 
+    def set_nodes(self, nodes: list[str]) -> None:
+        """Follow a configuration change: new nodes start unheard (down), removed ones
+        are forgotten; the others keep what was heard of them."""
+        self._peers = {n: self._peers.get(n) or _Peer() for n in nodes if n != self.local}
+        self._alive = {n: self._alive.get(n, False) for n in self._peers}
+
     def heard(self, node: str, link: int, at: float, incarnation: int) -> None:
         """Record a valid heartbeat from `node` on `link`, received at `at`."""
         peer = self._peers.get(node)

@@ -15,6 +15,7 @@ from pyha.admin.errors import InvalidArgument, NotFound, PermissionDenied
 from pyha.admin.report import Explanation, StatusReport
 from pyha.admin.service import AdminService
 from pyha.admin.target import ServerTarget
+from pyha.directory.embedded import ConfigStore
 from pyha.errors import AdminError, PyhaError
 from pyha.executor.runner import Executor
 from pyha.model.config import ClusterConfig
@@ -113,11 +114,15 @@ def test_a_failure_shows_in_status_and_cleanup_forgets_it(node: Node) -> None:
     assert "ip" in node.server._reprobe  # probed again before the next decision
 
 
-def test_standby_online_and_maintenance_are_runtime_flags_in_force_next_cycle(
+def test_standby_online_and_maintenance_are_kept_in_the_configuration(
         node: Node) -> None:
+    epoch = node.server.config.epoch
     answer = node.service.standby("n1")
     assert answer["standby"] == {"n1": True} and answer["applied_on"] == ["n1"]
-    assert "runtime state" in answer["note"]
+    assert answer["note"] == f"kept in the configuration (epoch {epoch + 1})"
+    stored = ConfigStore(node.server.state_dir).load()
+    assert stored is not None and stored.epoch == epoch + 1
+    assert stored.nodes[0].standby  # on disk: a restart keeps it
     node.clock.advance(1)
     node.server.cycle()
     status = StatusReport.model_validate(node.service.status())
