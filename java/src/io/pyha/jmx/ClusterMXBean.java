@@ -33,11 +33,15 @@ public interface ClusterMXBean {
     boolean isQuorum();
 
     /**
-     * Move {@code group} to {@code node} (needs the operator role).
+     * Move {@code group} to {@code node} (needs the operator role): a location preference
+     * that stays until {@link #unmoveGroup} removes it.
      *
      * @return what the cluster was asked to do
      */
     String moveGroup(String group, String node);
+
+    /** Remove the move of {@code group}: it is placed by its other rules again (operator). */
+    String unmoveGroup(String group);
 
     /** Put {@code node} in standby: its groups move away (needs the operator role). */
     String standbyNode(String node);

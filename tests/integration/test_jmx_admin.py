@@ -1,0 +1,212 @@
+"""The JMX bridge of a real three-node cluster, driven by a separate JDK-only `java`
+client: attributes read, a group moved through the MXBean, wrong passwords and users
+without a role refused, a viewer refused a change with a SecurityException, and the
+JDK's own MBeans out of reach."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pyha.admin.auth import AdminRole
+from pyha.admin.ca import CertificateAuthority, Issued
+from pyha.admin.client import AdminClient
+from pyha.admin.report import StatusReport
+from pyha.admin.service import AdminService
+from pyha.jvm.build import java_home
+from pyha.ports import free_port
+from tests.cluster.harness import LocalCluster, wait_for
+
+pytestmark = pytest.mark.slow
+
+CLIENT_SOURCE = Path(__file__).resolve().parents[1] / "jmx_client" / "JmxCheck.java"
+BRIDGE_NODE = "n1"
+PASSWORDS = {"alice": "alice-secret", "bob": "bob-secret", "mallory": "mallory-secret"}
+MOVE = hasattr(AdminService, "move")
+"""Whether the admin service moves groups yet; without it the test changes the cluster
+through standbyNode instead (moveGroup then answers UnsupportedOperationException)."""
+
+
+@dataclass
+class Bridge:
+    cluster: LocalCluster
+    addresses: dict[str, str]
+    alice: Issued
+    url: str
+    classes: Path
+    process: subprocess.Popen[str]
+
+    def admin(self, node: str) -> AdminClient:
+        return AdminClient(self.addresses[node], self.alice.ca, self.alice.cert,
+                           self.alice.key, timeout=20)
+
+    def status(self, node: str) -> StatusReport | None:
+        try:
+            with self.admin(node) as admin:
+                return admin.status()
+        except Exception:
+            return None
+
+    def jmx(self, user: str, password: str, *steps: str) -> dict[str, str]:
+        """Run the Java client; {step: "= value" or "ERROR ..."}, or {"connect": ...}."""
+        java = str(java_home() / "bin" / "java")
+        done = subprocess.run([java, "-cp", str(self.classes), "JmxCheck", self.url, user,
+                               password, *steps],
+                              capture_output=True, text=True, timeout=120, check=False)
+        answers: dict[str, str] = {}
+        for line in done.stdout.splitlines():
+            if line.startswith("CONNECT-ERROR "):
+                answers["connect"] = line.removeprefix("CONNECT-ERROR ")
+            else:
+                step, _, answer = line.partition(" ")
+                answers[step] = answer
+        assert answers, f"no output from the JMX client: {done.stderr[-2000:]}"
+        return answers
+
+
+def _settled(bridge: Bridge) -> bool:
+    reports = [bridge.status(n) for n in bridge.cluster.nodes]
+    return all(r is not None and r.coordinator and r.groups[0].state == "running"
+               and len(r.members) == 3 for r in reports)
+
+
+def _write_bridge_settings(ca: CertificateAuthority, folder: Path, port: int) -> None:
+    ca.issue("jmx-operator", AdminRole.OPERATOR, out=folder)
+    ca.issue("jmx-viewer", AdminRole.VIEWER, out=folder)
+    passwords = folder / "jmx.password"
+    passwords.write_text("".join(f"{u} {p}\n" for u, p in PASSWORDS.items()))
+    passwords.chmod(0o600)
+    # mallory can log in but has no pyha role: the connector refuses every call
+    (folder / "jmx.toml").write_text(f'port = {port}\npassword_file = "jmx.password"\n'
+                                     '[users]\nalice = "operator"\nbob = "viewer"\n')
+
+
+def _await_ready(process: subprocess.Popen[str], timeout: float) -> dict[str, object]:
+    assert process.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], 0.5)
+        if ready:
+            line = process.stdout.readline()
+            if line:
+                answer: dict[str, object] = json.loads(line)
+                return answer
+        if process.poll() is not None:
+            break
+    raise AssertionError(f"the JMX bridge did not start (exit {process.poll()})")
+
+
+@pytest.fixture
+def bridge(tmp_path: Path) -> Iterator[Bridge]:
+    cluster = LocalCluster(tmp_path, fence="process-tree")
+    ca = CertificateAuthority.init(tmp_path / "ca")
+    addresses = {}
+    for node in cluster.nodes:
+        folder = cluster.state_dir(node) / "admin"
+        ca.issue(node, AdminRole.VIEWER, server=True, out=folder)
+        addresses[node] = f"127.0.0.1:{free_port()}"
+        (folder / "admin.toml").write_text(f'address = "{addresses[node]}"\n')
+    port = free_port()
+    _write_bridge_settings(ca, cluster.state_dir(BRIDGE_NODE) / "admin", port)
+    alice = ca.issue("alice", AdminRole.OPERATOR, out=tmp_path / "alice")
+    classes = tmp_path / "client"
+    subprocess.run([str(java_home() / "bin" / "javac"), "--release", "17", "-d", str(classes),
+                    str(CLIENT_SOURCE)], check=True, timeout=120)
+    process: subprocess.Popen[str] | None = None
+    log = (tmp_path / "jmx.log").open("w")
+    try:
+        for node in cluster.nodes:
+            cluster.start(node)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pyha.jvm.jmx_admin", "--state-dir",
+             str(cluster.state_dir(BRIDGE_NODE)), "--node", BRIDGE_NODE],
+            stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+        ready = _await_ready(process, 120)
+        assert ready["url"] == (f"service:jmx:rmi://127.0.0.1:{port}/jndi/"
+                                f"rmi://127.0.0.1:{port}/jmxrmi")
+        yield Bridge(cluster, addresses, alice, str(ready["url"]), classes, process)
+    finally:
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+        if process is not None and process.stdout is not None:
+            process.stdout.close()
+        log.close()
+        cluster.close()
+    assert cluster.violations() == []
+
+
+def test_a_console_reads_the_cluster_and_moves_its_group(bridge: Bridge) -> None:
+    wait_for(lambda: _settled(bridge), 60, "every node reports the group running",
+             bridge.cluster)
+    status = bridge.status(BRIDGE_NODE)
+    assert status is not None and status.groups[0].node is not None
+    where = status.groups[0].node
+    other = next(n for n in bridge.cluster.nodes if n != where)
+
+    read = bridge.jmx("alice", PASSWORDS["alice"], "get:Groups", "get:Coordinator",
+                      "get:Quorum", "get:Nodes", "other:gc")
+    assert read["get:Groups"] == f"= svc@{where}"
+    assert read["get:Coordinator"] == f"= {status.coordinator}"
+    assert read["get:Quorum"] == "= true"
+    assert read["get:Nodes"] == "= n1@;n2@;n3@"  # NodeInfo has no "node" item
+    assert read["other:gc"].startswith("ERROR java.lang.SecurityException: invoke on "
+                                       "java.lang:type=Memory is not allowed")
+
+    change = f"call:moveGroup:svc:{other}" if MOVE else f"call:standbyNode:{where}"
+    viewer = bridge.jmx("bob", PASSWORDS["bob"], "get:Coordinator", change)
+    assert viewer["get:Coordinator"] == f"= {status.coordinator}"
+    method = "moveGroup" if MOVE else "standbyNode"
+    assert viewer[change] == (f"ERROR java.lang.SecurityException: {method}: needs the "
+                              f"operator role; JMX user bob (viewer)")
+
+    moved = bridge.jmx("alice", PASSWORDS["alice"], change)
+    expected = f"= move svc to {other}: configuration epoch " if MOVE else f"= {where} in standby"
+    assert moved[change].startswith(expected), moved
+
+    def elsewhere() -> bool:
+        now = bridge.status(BRIDGE_NODE)
+        target = other if MOVE else None
+        return now is not None and now.groups[0].node not in (None, where) and (
+            target is None or now.groups[0].node == target)
+
+    wait_for(elsewhere, 40, "the group leaves its node", bridge.cluster)
+    after = bridge.jmx("alice", PASSWORDS["alice"], "get:Groups")
+    assert after["get:Groups"] != f"= svc@{where}"
+
+    with bridge.admin(BRIDGE_NODE) as admin:
+        records = [(r.who, r.role, r.result) for r in admin.audit(50)
+                   if r.method == ("move" if MOVE else "standby")]
+    assert ("jmx-viewer", "viewer", "refused") in records
+    assert ("jmx-operator", "operator", "ok") in records
+    if MOVE:
+        undone = bridge.jmx("alice", PASSWORDS["alice"], "call:unmoveGroup:svc")
+        assert undone["call:unmoveGroup:svc"].startswith("= unmove svc: configuration epoch ")
+    else:
+        with bridge.admin(BRIDGE_NODE) as admin:
+            admin.online(where)
+    assert len(bridge.cluster.running_on()) == 1
+
+
+def test_logins_without_the_password_or_a_role_are_refused(bridge: Bridge) -> None:
+    wrong = bridge.jmx("alice", "not-the-password", "get:Coordinator")
+    assert wrong == {"connect": "java.lang.SecurityException: Authentication failed! "
+                                "Invalid username or password"}
+    nobody = bridge.jmx("mallory", PASSWORDS["mallory"], "get:Coordinator")
+    assert nobody == {"connect": "java.lang.SecurityException: JMX user mallory has no "
+                                 "pyha role"}
+    assert bridge.process.poll() is None
