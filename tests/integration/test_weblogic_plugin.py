@@ -205,7 +205,7 @@ def test_validate_names_each_bad_parameter(registry: Registry, tmp_path: Path) -
             "start_script": "bin/start.sh",
             "jmx_service_url": "service:jmx:rmi://[broken",
             "credentials_file": str(shared),
-            "client_jars": "relative.jar /no/such.jar",
+            "client_jars": ["relative.jar", "/no/such.jar"],
         },
     )
     assert problems[0] == f"domain_home: no such directory: {tmp_path / 'no-domain'}"
@@ -304,6 +304,15 @@ def test_a_hung_server_fails_its_monitor_in_time_and_is_killed_by_stop(
     params = _validated(registry, domain.params())
     assert executor.run(agent, "wls", "start", params, timeout=60).ok
     (pid,) = _server_pids(domain.home)
+
+    os.kill(pid, signal.SIGSTOP)  # a paused JVM: connections open, nothing answers
+    try:
+        paused = executor.run(agent, "wls", "monitor", params, timeout=3)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert paused.code == OcfCode.ERR_GENERIC
+    assert "did not answer within" in paused.message
+    assert executor.run(agent, "wls", "monitor", params).ok
 
     domain.fault("hang")
     result = executor.run(agent, "wls", "monitor", params, timeout=3)

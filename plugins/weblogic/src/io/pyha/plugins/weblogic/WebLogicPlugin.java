@@ -90,7 +90,6 @@ public final class WebLogicPlugin implements ResourcePlugin {
             return Ocf.ERR_CONFIGURED;
         }
         Optional<Long> running = ServerProcess.find(s.domainHome(), s.serverName());
-        Process launcher = null;
         if (running.isPresent()) {
             Jmx.Status status = Jmx.status(s, credentials, jmxTimeout(ctx));
             if (status.runningAndHealthy()) {
@@ -99,17 +98,21 @@ public final class WebLogicPlugin implements ResourcePlugin {
             }
             log.info(describe(s) + " runs (pid " + running.get() + ") but is not RUNNING yet; waiting: "
                 + status.detail());
-        } else {
-            try {
-                launcher = ServerProcess.launch(s);
-            } catch (IOException e) {
-                log.error("cannot run " + s.startScript() + ": " + e.getMessage());
-                return Ocf.ERR_GENERIC;
-            }
+        }
+        return awaitRunning(s, credentials, ctx);
+    }
+
+    /** Runs the start script; null (after logging why) if it cannot be run. */
+    private static Process launch(Settings s, PluginLogger log) {
+        try {
+            Process launcher = ServerProcess.launch(s);
             log.info("launched " + s.startScript() + " for " + describe(s) + " (pid " + launcher.pid()
                 + ", output in " + s.outFile() + ")");
+            return launcher;
+        } catch (IOException e) {
+            log.error("cannot run " + s.startScript() + ": " + e.getMessage());
+            return null;
         }
-        return awaitRunning(s, credentials, ctx, launcher);
     }
 
     @Override
@@ -236,14 +239,27 @@ public final class WebLogicPlugin implements ResourcePlugin {
         return null;
     }
 
-    private static int awaitRunning(Settings s, Credentials c, PluginContext ctx, Process launcher) {
+    /**
+     * Launches the server when it does not run (again, if one that was already there exits
+     * meanwhile: it was shutting down), then polls until it is RUNNING and healthy.
+     */
+    private static int awaitRunning(Settings s, Credentials c, PluginContext ctx) {
         String last = "no answer yet";
+        Process launcher = null;
+        boolean launched = false;
         while (!ctx.isCancelled()) {
             Optional<Long> pid = ServerProcess.find(s.domainHome(), s.serverName());
             if (pid.isEmpty() && (launcher == null || !launcher.isAlive())) {
-                ctx.log().error(describe(s) + " exited while starting; " + s.outFile() + " ends with:\n"
-                    + ServerProcess.logTail(s));
-                return Ocf.ERR_GENERIC;
+                if (launched) {
+                    ctx.log().error(describe(s) + " exited while starting; " + s.outFile() + " ends with:\n"
+                        + ServerProcess.logTail(s));
+                    return Ocf.ERR_GENERIC;
+                }
+                launcher = launch(s, ctx.log());
+                if (launcher == null) {
+                    return Ocf.ERR_GENERIC;
+                }
+                launched = true;
             }
             if (pid.isPresent()) {
                 Jmx.Status status = Jmx.status(s, c, jmxTimeout(ctx));
