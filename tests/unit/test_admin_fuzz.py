@@ -82,8 +82,8 @@ def config() -> ClusterConfig:
 # -- arguments ------------------------------------------------------------------------------
 
 KINDS = {"node": ["n1"], "resource": ["ip", "app", "pg"], "group": ["web", "db"],
-         "type": ["dummy", "python:pyha:dummy"], "constraint": ["loc-web", "db-then-web"],
-         "id": ["loc-web", "db-then-web"]}
+         "resource_type": ["dummy", "python:pyha:dummy"], "type": ["dummy", "python:pyha:dummy"],
+         "constraint": ["loc-web", "db-then-web"], "id": ["loc-web", "db-then-web"]}
 """Names the cluster has, by the parameter names they suit: arguments likely accepted."""
 NAMES = sorted({name for names in KINDS.values() for name in names} | {"fuzz"})
 BAD_NAMES = ["", " ", "n2", "nope", "IP", "ip ", "a" * 254, "a" * 300, "\x00", "web/ip",
@@ -108,9 +108,68 @@ ANY_VALUE = st.recursive(
 NAME = st.sampled_from(NAMES)
 
 
-def plausible(parameter: inspect.Parameter) -> st.SearchStrategy[Any]:
+SHAPES: dict[str, list[Any]] = {
+    "resource": [{"name": "new", "type": "dummy"},
+                 {"name": "new", "type": "python:pyha:dummy", "params": {"delay": 0},
+                  "operations": [{"name": "monitor", "interval": "10s"}],
+                  "meta": {"migration_threshold": 2}}],
+    "group": [{"name": "g9", "resources": [{"name": "r9", "type": "dummy"}]},
+              {"name": "g9", "resources": [], "meta": {"target_role": "stopped"}}],
+    "constraint": [
+        {"kind": "location", "id": "c9", "group": "db", "node": "n1", "score": 10},
+        {"kind": "colocation", "id": "c8", "group": "db", "with_group": "web",
+         "score": "INFINITY"},
+        {"kind": "order", "id": "c7", "first": "web", "then": "db"}],
+    "resource_type": [{"name": "mine", "plugin": "python:pyha:dummy"}],
+    "node": [{"name": "n2"}, {"name": "n2", "votes": 0, "attributes": {"rack": "a"}}],
+    "change": [{"kind": "resource_remove", "args": {"name": "ip"}},
+               {"kind": "standby", "args": {"node": "n1", "on": True}}],
+}
+"""Well-formed values for parameters that take a mapping, by the thing they describe."""
+FIELDS: dict[str, list[dict[str, Any]]] = {
+    "resource": [{"description": "x"}, {"meta": {"migration_threshold": 3}},
+                 {"params": {"delay": 1}}, {"type": "dummy"}],
+    "group": [{"description": "x"}, {"meta": {"target_role": "stopped"}}],
+    "constraint": [{"score": 20}, {"score": "-INFINITY"}],
+    "node": [{"votes": 2}, {"attributes": {"rack": "b"}}],
+    "options": [{"cycle_interval": "2s"}, {"stickiness": 10}, {"no_quorum_policy": "freeze"},
+                {"maintenance": True}],
+}
+"""Well-formed `fields` of the update methods, by what they update."""
+LISTS = {"node_down": ["n1"], "standby": ["n1"], "fail": ["ip", "ip:monitor", "pg:start"]}
+
+
+def kind_of(method: str, parameter: str) -> str:
+    """What a parameter names: by its own name, else (name, id, fields) by its method's."""
+    if parameter in SHAPES or parameter in KINDS:
+        return parameter
+    for kind in ("resource_type", "resource", "group", "constraint", "node", "options"):
+        if method.startswith(kind):
+            return kind
+    return ""
+
+
+@st.composite
+def mutated(draw: st.DrawFn, examples: list[Any]) -> Any:
+    """One of `examples`, as it is or with one key dropped, spoilt or added."""
+    value = draw(st.sampled_from(examples))
+    if not isinstance(value, dict) or not value or draw(st.booleans()):
+        return value
+    value = dict(value)
+    key = draw(st.sampled_from(sorted(value)))
+    how = draw(st.integers(0, 2))
+    if how == 0:
+        del value[key]
+    elif how == 1:
+        value[key] = draw(ANY_VALUE | st.sampled_from(BAD_NAMES))
+    else:
+        value[draw(st.sampled_from(KEYS))] = draw(ANY_VALUE)
+    return value
+
+
+def plausible(method: str, parameter: inspect.Parameter) -> st.SearchStrategy[Any]:
     """Values of the parameter's annotated type, drawn from what the cluster has."""
-    hint = str(parameter.annotation)
+    hint, kind = str(parameter.annotation), kind_of(method, parameter.name)
     parts: list[st.SearchStrategy[Any]] = []
     if "None" in hint or parameter.default is None:
         parts.append(st.none())
@@ -119,21 +178,24 @@ def plausible(parameter: inspect.Parameter) -> st.SearchStrategy[Any]:
     if "int" in hint or "float" in hint:
         parts.append(st.integers(-5, 1200))
     if "str" in hint and "dict" not in hint and "list" not in hint:
-        suited = [names for kind, names in KINDS.items() if kind in parameter.name]
-        parts.append(st.sampled_from(suited[0]) if suited else NAME)
+        parts.append(st.sampled_from(KINDS.get(kind, NAMES)))
+        if "float" in hint:  # a duration: seconds or text
+            parts.append(st.sampled_from(["30m", "10s", "1h", "0s", "-1s", "soon"]))
     if "dict" in hint or "Mapping" in hint:
-        parts.append(st.dictionaries(st.sampled_from(KEYS), SCALARS | NAME, max_size=6))
+        examples = FIELDS.get(kind) if parameter.name == "fields" else SHAPES.get(kind)
+        parts.append(mutated(examples) if examples else
+                     st.dictionaries(st.sampled_from(KEYS), SCALARS | NAME, max_size=6))
     if "list" in hint or "Sequence" in hint or "tuple" in hint:
-        parts.append(st.lists(NAME, max_size=3))
+        parts.append(st.lists(st.sampled_from(LISTS.get(parameter.name, NAMES)), max_size=3))
     if "Literal[" in hint:
         parts.append(st.sampled_from([v.strip(" '\"") for v in
                                       hint.split("Literal[", 1)[1].split("]", 1)[0].split(",")]))
     return st.one_of(*parts) if parts else ANY_VALUE | NAME
 
 
-def value_for(parameter: inspect.Parameter) -> st.SearchStrategy[Any]:
+def value_for(method: str, parameter: inspect.Parameter) -> st.SearchStrategy[Any]:
     """Mostly plausible values (three in five), else a bad name or anything at all."""
-    suits = plausible(parameter)
+    suits = plausible(method, parameter)
     return st.one_of(suits, suits, suits, st.sampled_from(BAD_NAMES), ANY_VALUE)
 
 
@@ -162,9 +224,9 @@ def calls(draw: st.DrawFn, method: str | None = None) -> Call:
         leave_out = draw(st.integers(0, 9)) == 0 if parameter.default is inspect.Parameter.empty \
             else draw(st.booleans())
         if i < positional:
-            args.append(draw(value_for(parameter)))
+            args.append(draw(value_for(name, parameter)))
         elif not leave_out:
-            kwargs[parameter.name] = draw(value_for(parameter))
+            kwargs[parameter.name] = draw(value_for(name, parameter))
     extra = draw(st.integers(0, 19))
     if extra == 0:
         args.append(draw(ANY_VALUE))
