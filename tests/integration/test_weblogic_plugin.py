@@ -34,6 +34,7 @@ EMULATOR = Path(__file__).resolve().parents[1] / "emulators" / "weblogic"
 USER = "weblogic"
 PASSWORD = "w3lc0me-not-logged"
 SERVER = "AdminServer"
+MANAGED = "ms1"
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,12 @@ class Domain:
 
     home: Path
     port: int
+    managed_port: int
     credentials: Path
 
     def params(self, **extra: Any) -> dict[str, Any]:
-        url = f"service:jmx:rmi:///jndi/rmi://127.0.0.1:{self.port}/jmxrmi"
+        port = self.managed_port if extra.get("server_name") == MANAGED else self.port
+        url = f"service:jmx:rmi:///jndi/rmi://127.0.0.1:{port}/jmxrmi"
         return {
             "domain_home": str(self.home),
             "jmx_service_url": url,
@@ -83,12 +86,13 @@ def _domain_pids(home: Path) -> list[int]:
     return pids
 
 
-def _server_pids(home: Path) -> list[int]:
-    """Only the emulator JVMs of `home` (what the plugin counts as the server)."""
+def _server_pids(home: Path, name: str = SERVER) -> list[int]:
+    """Only the emulator JVMs of `home` running `name` (what the plugin counts as the server)."""
+    wanted = f"-Dweblogic.Name={name}".encode()
     return [
         pid
         for pid in _domain_pids(home)
-        if f"-Dweblogic.Name={SERVER}".encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        if wanted in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     ]
 
 
@@ -121,18 +125,22 @@ def domain(tmp_path: Path, emulator_classes: Path) -> Iterator[Domain]:
     (home / "bin" / "setDomainEnv.sh").write_text(
         f"JAVA_HOME='{java_home()}'\nEMULATOR_CLASSPATH='{emulator_classes}'\n"
     )
-    port = free_port()
+    port, managed_port = free_port(), free_port()
+    while managed_port == port:
+        managed_port = free_port()
     (home / "config").mkdir()
     (home / "config" / "emulator.properties").write_text(
-        f"server.{SERVER}.jmx_port={port}\nstart_delay_ms=200\nstep_ms=50\n"
+        f"server.{SERVER}.jmx_port={port}\nserver.{MANAGED}.jmx_port={managed_port}\n"
+        "start_delay_ms=200\nstep_ms=50\n"
     )
-    security = home / "servers" / SERVER / "security"
-    security.mkdir(parents=True)
-    (security / "boot.properties").write_text(f"username={USER}\npassword={PASSWORD}\n")
+    for name in (SERVER, MANAGED):
+        security = home / "servers" / name / "security"
+        security.mkdir(parents=True)
+        (security / "boot.properties").write_text(f"username={USER}\npassword={PASSWORD}\n")
     credentials = tmp_path / "weblogic.credentials"
     credentials.write_text(f"# for pyha\nusername={USER}\npassword={PASSWORD}\n")
     credentials.chmod(0o600)
-    yield Domain(home, port, credentials)
+    yield Domain(home, port, managed_port, credentials)
     for pid in _domain_pids(home):
         os.kill(pid, signal.SIGKILL)
     assert _wait_until(lambda: not _domain_pids(home), 10)
@@ -376,3 +384,26 @@ def test_stop_escalates_to_force_shutdown(
     assert "ignoring the graceful shutdown (emulator fault: ignore-shutdown)" in domain.out()
     assert "BEA-000365 Server state changed to FORCE_SHUTTING_DOWN." in domain.out()
     assert _server_pids(domain.home) == []
+
+
+@pytest.mark.slow
+def test_a_managed_server_starts_through_start_managed_weblogic(
+    registry: Registry, executor: Executor, domain: Domain, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent = registry.resolve("java:pyha:weblogic")
+    params = _validated(
+        registry, domain.params(server_name=MANAGED, admin_url="t3://127.0.0.1:7001")
+    )
+    with caplog.at_level(logging.INFO, logger="pyha.resource.wls"):
+        assert executor.run(agent, "wls", "start", params, timeout=60).ok
+    script = domain.home / "bin" / "startManagedWebLogic.sh"
+    assert any(
+        m.startswith(f"launched {script} for WebLogic server {MANAGED}") for m in _messages(caplog)
+    )
+    assert len(_server_pids(domain.home, MANAGED)) == 1
+    assert _server_pids(domain.home) == []  # the Administration Server was not started
+    out = (domain.home / "servers" / MANAGED / "logs" / f"{MANAGED}.out").read_text()
+    assert f"Starting the WebLogic EMULATOR: server {MANAGED}" in out
+    assert executor.run(agent, "wls", "monitor", params).ok
+    assert executor.run(agent, "wls", "stop", params, timeout=30).ok
+    assert _server_pids(domain.home, MANAGED) == []
