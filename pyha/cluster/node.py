@@ -543,6 +543,11 @@ class ClusterNode:
         try:
             answer = self.peers[coordinator].call(
                 "change", {"change": change.to_json()}, self._change_timeout())
+        except PeerUnreachable as exc:
+            outcome = ("the change may or may not have been made: check with status before "
+                       "trying again") if exc.request_sent else "nothing changed, try again"
+            raise AdminError(f"{change.kind}: the coordinator {coordinator} did not answer "
+                             f"({exc}); {outcome}") from None
         except PyhaError as exc:
             raise AdminError(f"{change.kind}: the coordinator {coordinator} did not answer "
                              f"({exc}); the change may or may not have been made: check "

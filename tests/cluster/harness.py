@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pyha.fencing import CgroupFence, cgroup_name, detect_hierarchies, enter_argv, remove_cgroup
 from pyha.fencing.tree import TreeFence, keeper_argv
@@ -99,6 +100,9 @@ class LocalCluster(GuardedCluster):
     name: str = field(default_factory=lambda: f"t{os.getpid()}")
     fence: str = "cgroup"
     """How nodes are fenced: cgroup (root), process-tree (anyone), or none."""
+    listed: int | None = None
+    """How many of the nodes the cluster file lists (default all); the others are
+    computers that join later: their own file (join.toml) lists every node."""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -107,16 +111,31 @@ class LocalCluster(GuardedCluster):
         generate_key(self.key)
         (self.root / "guard.py").write_text(GUARD)
         self.record = self.root / "record.txt"
+        self.ports = {n: (free_port(), free_port()) for n in self.nodes}
         self.config = self.root / "cluster.toml"
-        self.config.write_text(self._toml())
+        self.config.write_text(self._toml(self.nodes[:self.listed]))
+        self.join_config = self.root / "join.toml"
+        self.join_config.write_text(self._toml(self.nodes))
 
-    def _toml(self) -> str:
+    def node_entry(self, node: str) -> dict[str, Any]:
+        """The node as an admin adds it: heartbeat address, rpc address and fence."""
+        heartbeat, rpc = self.ports[node]
+        entry: dict[str, Any] = {"name": node, "addresses": [f"127.0.0.1:{heartbeat}"],
+                                 "rpc": f"127.0.0.1:{rpc}"}
+        if self.fence == "cgroup":
+            entry["fence"] = {"kind": "cgroup"}
+        elif self.fence == "process-tree":
+            entry["fence"] = {"kind": "process-tree", "keeper": str(self.keeper(node))}
+        return entry
+
+    def _toml(self, nodes: list[str]) -> str:
         lines = [f'[cluster]\nname = "{self.name}"\ncycle_interval = "500ms"',
                  f'state_dir = "{self.root / "unused"}"', ""]
-        for node in self.nodes:
+        for node in nodes:
+            heartbeat, rpc = self.ports[node]
             lines += ["[[nodes]]", f'name = "{node}"',
-                      f'addresses = ["127.0.0.1:{free_port()}"]',
-                      f'rpc = "127.0.0.1:{free_port()}"',
+                      f'addresses = ["127.0.0.1:{heartbeat}"]',
+                      f'rpc = "127.0.0.1:{rpc}"',
                       self._fence_line(node), ""]
         command = [sys.executable, str(self.root / "guard.py"), str(self.root / "lock"),
                    str(self.record)]
@@ -142,7 +161,9 @@ class LocalCluster(GuardedCluster):
         return self.root / node
 
     def start(self, node: str) -> None:
-        argv = [sys.executable, "-m", "pyha.cli", "server", "--config", str(self.config),
+        listed = node in self.nodes[:self.listed]
+        config = self.config if listed else self.join_config
+        argv = [sys.executable, "-m", "pyha.cli", "server", "--config", str(config),
                 "--node", node, "--key", str(self.key), "--state-dir",
                 str(self.state_dir(node)), "--log-level", "DEBUG"]
         if self.fence == "process-tree":

@@ -4,64 +4,25 @@ coordinator's view; history and cleanup reach every node."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from pyha.admin.auth import AdminRole
-from pyha.admin.ca import CertificateAuthority, Issued
-from pyha.admin.client import AdminClient
 from pyha.admin.errors import NotFound
-from pyha.admin.report import StatusReport
-from pyha.ports import free_port
-from tests.cluster.harness import LocalCluster, wait_for
+from tests.cluster.admins import Admins, admin_cluster
+from tests.cluster.harness import wait_for
 
 pytestmark = pytest.mark.slow
 
 
-@dataclass
-class Admins:
-    cluster: LocalCluster
-    addresses: dict[str, str]
-    alice: Issued
-
-    def client(self, node: str) -> AdminClient:
-        return AdminClient(self.addresses[node], self.alice.ca, self.alice.cert,
-                           self.alice.key, timeout=20)
-
-    def status(self, node: str) -> StatusReport | None:
-        try:
-            with self.client(node) as admin:
-                return admin.status()
-        except Exception:
-            return None
-
-
 @pytest.fixture
 def admins(tmp_path: Path) -> Iterator[Admins]:
-    cluster = LocalCluster(tmp_path, fence="process-tree")
-    ca = CertificateAuthority.init(tmp_path / "ca")
-    addresses = {}
-    for node in cluster.nodes:
-        folder = cluster.state_dir(node) / "admin"
-        ca.issue(node, AdminRole.VIEWER, server=True, out=folder)
-        addresses[node] = f"127.0.0.1:{free_port()}"
-        (folder / "admin.toml").write_text(f'address = "{addresses[node]}"\n')
-    alice = ca.issue("alice", AdminRole.OPERATOR, out=tmp_path / "alice")
-    try:
-        for node in cluster.nodes:
-            cluster.start(node)
-        yield Admins(cluster, addresses, alice)
-    finally:
-        cluster.close()
-    assert cluster.violations() == []
+    with admin_cluster(tmp_path) as made:
+        yield made
 
 
 def _settled(admins: Admins) -> bool:
-    reports = [admins.status(n) for n in admins.cluster.nodes]
-    return all(r is not None and r.coordinator and r.groups[0].state == "running"
-               and len(r.members) == 3 for r in reports)
+    return admins.settled()
 
 
 def test_every_node_answers_with_the_coordinators_view(admins: Admins) -> None:
