@@ -108,13 +108,14 @@ class JavaConsoles:
     users: dict[str, Issued]
     classes: Path
 
-    def java(self, node: str, user: str | None, *commands: str) -> list[dict[str, Any]]:
-        """Run the Java driver against `node` as `user` (None: no certificate); one
-        answer per line, the connect first."""
+    def java(self, node: str, user: str | None, *commands: str,
+             trust: str = "alice") -> list[dict[str, Any]]:
+        """Run the Java driver against `node` as `user` (None: no certificate), trusting
+        the CA that issued `trust`'s certificate; one answer per line, the connect first."""
         issued = self.users[user or "alice"]
         cert, key = (str(issued.cert), str(issued.key)) if user else ("-", "-")
         argv = [str(java_home() / "bin" / "java"), *JVM_OPTIONS, "-cp", str(self.classes),
-                "AdminDriver", self.addresses[node], str(self.users["alice"].ca), cert, key,
+                "AdminDriver", self.addresses[node], str(self.users[trust].ca), cert, key,
                 *commands]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=JAVA_TIMEOUT,
                               check=False)
@@ -171,6 +172,7 @@ def _group_node(consoles: JavaConsoles, node: str) -> str | None:
 
 def test_refused_without_a_certificate_and_with_one_from_another_ca(
         consoles: JavaConsoles) -> None:
+    """...and a node whose certificate another CA signed is not trusted."""
     wait_for(lambda: consoles.status("n1") is not None, 60, "n1's admin endpoint answers",
              consoles.cluster)
     for user in (None, "mallory"):
@@ -182,6 +184,11 @@ def test_refused_without_a_certificate_and_with_one_from_another_ca(
             f"the admin endpoint at {consoles.addresses['n1']} refused the connection: ")
         assert "certificate" in connect["message"]
         assert connect["text"] == f"pyha.admin.errors.ConnectionRefused: {connect['message']}"
+
+    [connect] = consoles.java("n1", "alice", "whoami", trust="mallory")  # not the cluster CA
+    assert connect["type"] == "pyha.admin.errors.CertificateError"
+    assert connect["message"].startswith(
+        f"{consoles.addresses['n1']}: the endpoint's certificate is not trusted: ")
 
     def audited() -> bool:  # the node records each refusal just after the client sees it
         alice = consoles.users["alice"]

@@ -9,7 +9,9 @@ import java.io.OutputStream;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.net.SocketException;
+import java.net.UnknownHostException;
 import java.nio.file.Path;
+import java.security.cert.CertificateException;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -266,7 +268,17 @@ public final class PyhaAdmin implements AutoCloseable {
         request.put("method", method);
         request.put("params", params);
         request.put("kwargs", kwargs);
-        String payload = Json.write(request);  // an unwritable argument fails before any I/O
+        String payload;
+        try {
+            payload = Json.write(request);  // an unwritable argument fails before any I/O
+        } catch (IllegalArgumentException e) {
+            Map<String, Object> attributes = new LinkedHashMap<>();
+            attributes.put("method", method);
+            attributes.put("argument", "arguments");
+            attributes.put("reason", e.getMessage());
+            throw new PyhaAdminException("pyha.admin.errors.InvalidArgument",
+                    method + ": arguments: " + e.getMessage(), attributes, false, e);
+        }
         if (socket == null) {
             open();
         }
@@ -351,7 +363,12 @@ public final class PyhaAdmin implements AutoCloseable {
         String hello = Json.write(kwargs("handshake", "hello", "object", OBJECT_ID));
         PyroMessage.json(PyroMessage.MSG_CONNECT, 0, hello).writeTo(out);
         PyroMessage reply = PyroMessage.readFrom(in);
-        Object body = Json.parse(reply.text());
+        Object body;
+        try {
+            body = Json.parse(reply.text());
+        } catch (IllegalArgumentException e) {
+            throw new IOException("the endpoint's handshake answer is not JSON: " + e.getMessage(), e);
+        }
         if (reply.type() == PyroMessage.MSG_CONNECTFAIL) {
             throw PyhaAdminException.local(PyhaAdminException.REFUSED, refusedText(String.valueOf(body)));
         }
@@ -364,12 +381,13 @@ public final class PyhaAdmin implements AutoCloseable {
     }
 
     private PyhaAdminException handshakeFailure(SSLHandshakeException e) {
-        String text = String.valueOf(e.getMessage());
-        if (text.contains("Received fatal alert")) {
-            return refused(e);  // the endpoint refused us
+        for (Throwable cause = e.getCause(); cause != null; cause = cause.getCause()) {
+            if (cause instanceof CertificateException) {  // this side did not trust the endpoint
+                return PyhaAdminException.local(PyhaAdminException.CERTIFICATE_ERROR,
+                        address() + ": the endpoint's certificate is not trusted: " + e.getMessage(), e);
+            }
         }
-        return PyhaAdminException.local(PyhaAdminException.CERTIFICATE_ERROR,
-                address() + ": the endpoint's certificate is not trusted: " + text, e);
+        return refused(e);  // an alert from the endpoint, or it closed the connection
     }
 
     private PyhaAdminException refused(IOException e) {
@@ -408,6 +426,9 @@ public final class PyhaAdmin implements AutoCloseable {
     }
 
     private static String describe(IOException e) {
+        if (e instanceof UnknownHostException) {
+            return "unknown host " + e.getMessage();
+        }
         String message = e.getMessage();
         return message == null || message.isEmpty() ? e.getClass().getSimpleName() : message;
     }
