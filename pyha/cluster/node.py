@@ -597,7 +597,7 @@ class ClusterNode:
         log.info("configuration epoch %d committed (%s) on %s", new.epoch, change.describe(),
                  ", ".join(acked))
         return ChangeResult(change=change.describe(), epoch=new.epoch, coordinator=self.node,
-                            acked=tuple(acked))
+                            acked=tuple(sorted(acked)))
 
     def _replicate(self, config: ClusterConfig, term: int) -> list[str]:
         """Send `config` to every live member at once; the nodes that wrote it to disk."""
