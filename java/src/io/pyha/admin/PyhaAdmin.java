@@ -228,7 +228,7 @@ public final class PyhaAdmin implements AutoCloseable {
         return Status.map(callWith("move", kwargs("group", group, "node", node)));
     }
 
-    /** Move {@code group} to {@code node} for {@code lifetime} (as the service reads it, e.g. seconds). */
+    /** Move {@code group} to {@code node} for {@code lifetime}: seconds (a number) or a duration text ("30m"). */
     public Map<String, Object> move(String group, String node, Object lifetime) {
         return Status.map(callWith("move", kwargs("group", group, "node", node, "lifetime", lifetime)));
     }
