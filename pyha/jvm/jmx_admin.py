@@ -383,7 +383,8 @@ def make_bean(handler: ClusterHandler) -> Any:
             if kind == _JDK_ERRORS["state"] and not isinstance(exc, PyhaError):
                 _log.exception("JMX %s by %s failed", method, user)
             else:
-                _log.info("JMX %s by %s refused: %s", method, user, message)
+                outcome = "refused" if kind == _JDK_ERRORS["security"] else "failed"
+                _log.info("JMX %s by %s %s: %s", method, user, outcome, message)
             raise JClass(kind)(message) from None
 
     def audited(method: str, work: Callable[[str | None], str]) -> Any:

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,19 +59,25 @@ class Bridge:
 
     def jmx(self, user: str, password: str, *steps: str) -> dict[str, str]:
         """Run the Java client; {step: "= value" or "ERROR ..."}, or {"connect": ...}."""
-        java = str(java_home() / "bin" / "java")
-        done = subprocess.run([java, "-cp", str(self.classes), "JmxCheck", self.url, user,
-                               password, *steps],
-                              capture_output=True, text=True, timeout=120, check=False)
-        answers: dict[str, str] = {}
-        for line in done.stdout.splitlines():
-            if line.startswith("CONNECT-ERROR "):
-                answers["connect"] = line.removeprefix("CONNECT-ERROR ")
-            else:
-                step, _, answer = line.partition(" ")
-                answers[step] = answer
-        assert answers, f"no output from the JMX client: {done.stderr[-2000:]}"
-        return answers
+        return run_client(self.classes, self.url, user, password, steps)
+
+
+def run_client(classes: Path, url: str, user: str, password: str, steps: Sequence[str], *,
+               options: Sequence[str] = ()) -> dict[str, str]:
+    """Run JmxCheck in its own JVM; its answers by step (see JmxCheck.java)."""
+    java = str(java_home() / "bin" / "java")
+    done = subprocess.run([java, *options, "-cp", str(classes), "JmxCheck", url, user,
+                           password, *steps],
+                          capture_output=True, text=True, timeout=120, check=False)
+    answers: dict[str, str] = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("CONNECT-ERROR "):
+            answers["connect"] = line.removeprefix("CONNECT-ERROR ")
+        else:
+            step, _, answer = line.partition(" ")
+            answers[step] = answer
+    assert answers, f"no output from the JMX client: {done.stderr[-2000:]}"
+    return answers
 
 
 def _settled(bridge: Bridge) -> bool:
@@ -89,6 +95,35 @@ def _write_bridge_settings(ca: CertificateAuthority, folder: Path, port: int) ->
     # mallory can log in but has no pyha role: the connector refuses every call
     (folder / "jmx.toml").write_text(f'port = {port}\npassword_file = "jmx.password"\n'
                                      '[users]\nalice = "operator"\nbob = "viewer"\n')
+
+
+def _compile_client(tmp_path: Path) -> Path:
+    classes = tmp_path / "client"
+    subprocess.run([str(java_home() / "bin" / "javac"), "--release", "17", "-d", str(classes),
+                    str(CLIENT_SOURCE)], check=True, timeout=120)
+    return classes
+
+
+def _start_bridge(state_dir: Path, node: str, log: Path) -> subprocess.Popen[str]:
+    with log.open("w") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pyha.jvm.jmx_admin", "--state-dir", str(state_dir),
+             "--node", node], stdout=subprocess.PIPE, stderr=err, text=True,
+            start_new_session=True)
+
+
+def _stop_bridge(process: subprocess.Popen[str] | None) -> None:
+    if process is None:
+        return
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def _await_ready(process: subprocess.Popen[str], timeout: float) -> dict[str, object]:
@@ -119,33 +154,19 @@ def bridge(tmp_path: Path) -> Iterator[Bridge]:
     port = free_port()
     _write_bridge_settings(ca, cluster.state_dir(BRIDGE_NODE) / "admin", port)
     alice = ca.issue("alice", AdminRole.OPERATOR, out=tmp_path / "alice")
-    classes = tmp_path / "client"
-    subprocess.run([str(java_home() / "bin" / "javac"), "--release", "17", "-d", str(classes),
-                    str(CLIENT_SOURCE)], check=True, timeout=120)
+    classes = _compile_client(tmp_path)
     process: subprocess.Popen[str] | None = None
-    log = (tmp_path / "jmx.log").open("w")
     try:
         for node in cluster.nodes:
             cluster.start(node)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pyha.jvm.jmx_admin", "--state-dir",
-             str(cluster.state_dir(BRIDGE_NODE)), "--node", BRIDGE_NODE],
-            stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
+        process = _start_bridge(cluster.state_dir(BRIDGE_NODE), BRIDGE_NODE,
+                                tmp_path / "jmx.log")
         ready = _await_ready(process, 120)
         assert ready["url"] == (f"service:jmx:rmi://127.0.0.1:{port}/jndi/"
                                 f"rmi://127.0.0.1:{port}/jmxrmi")
         yield Bridge(cluster, addresses, alice, str(ready["url"]), classes, process)
     finally:
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
-        if process is not None and process.stdout is not None:
-            process.stdout.close()
-        log.close()
+        _stop_bridge(process)
         cluster.close()
     assert cluster.violations() == []
 
@@ -210,3 +231,48 @@ def test_logins_without_the_password_or_a_role_are_refused(bridge: Bridge) -> No
     assert nobody == {"connect": "java.lang.SecurityException: JMX user mallory has no "
                                  "pyha role"}
     assert bridge.process.poll() is None
+
+
+def test_with_tls_only_clients_that_trust_its_certificate_get_in(tmp_path: Path) -> None:
+    """No cluster here: a call that gets through TLS and the login reaches the bean, which
+    answers that the admin endpoint is down."""
+    ca = CertificateAuthority.init(tmp_path / "ca")
+    folder = tmp_path / "n1" / "admin"
+    node = ca.issue("n1", AdminRole.VIEWER, server=True, out=folder)
+    port = free_port()
+    _write_bridge_settings(ca, folder, port)
+    (folder / "admin.toml").write_text(f'address = "127.0.0.1:{free_port()}"\n')
+    (folder / "store.pass").write_text("store-secret\n")
+    (folder / "store.pass").chmod(0o600)
+    subprocess.run(["openssl", "pkcs12", "-export", "-in", str(node.cert), "-inkey",
+                    str(node.key), "-name", "jmx", "-out", str(folder / "jmx.p12"),
+                    "-passout", "pass:store-secret"], check=True, timeout=60)
+    trust = tmp_path / "trust.p12"
+    subprocess.run([str(java_home() / "bin" / "keytool"), "-importcert", "-noprompt",
+                    "-alias", "pyha-ca", "-file", str(ca.cert), "-keystore", str(trust),
+                    "-storetype", "PKCS12", "-storepass", "trust-secret"],
+                   check=True, timeout=60, capture_output=True)
+    with (folder / "jmx.toml").open("a") as settings:
+        settings.write('[tls]\nkeystore = "jmx.p12"\nkeystore_password_file = "store.pass"\n')
+    classes = _compile_client(tmp_path)
+    process = _start_bridge(tmp_path / "n1", "n1", tmp_path / "jmx.log")
+    try:
+        url = str(_await_ready(process, 120)["url"])
+        tls = ["-Dpyha.jmx.tls=true", f"-Djavax.net.ssl.trustStore={trust}",
+               "-Djavax.net.ssl.trustStorePassword=trust-secret"]
+        inside = run_client(classes, url, "alice", PASSWORDS["alice"], ["get:Coordinator"],
+                            options=tls)
+        assert inside["get:Coordinator"].startswith(
+            "ERROR java.lang.IllegalStateException: Coordinator: cannot reach the admin "
+            "endpoint at 127.0.0.1:")
+        wrong = run_client(classes, url, "alice", "not-the-password", ["get:Coordinator"],
+                            options=tls)
+        assert "Invalid username or password" in wrong["connect"]
+        plain = run_client(classes, url, "alice", PASSWORDS["alice"], ["get:Coordinator"])
+        assert "non-JRMP server" in plain["connect"]
+        untrusted = run_client(classes, url, "alice", PASSWORDS["alice"], ["get:Coordinator"],
+                               options=["-Dpyha.jmx.tls=true"])
+        assert "PKIX path building failed" in untrusted["connect"]
+    finally:
+        _stop_bridge(process)
+    assert process.returncode == 0

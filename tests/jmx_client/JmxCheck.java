@@ -8,6 +8,7 @@ import javax.management.openmbean.CompositeData;
 import javax.management.remote.JMXConnector;
 import javax.management.remote.JMXConnectorFactory;
 import javax.management.remote.JMXServiceURL;
+import javax.rmi.ssl.SslRMIClientSocketFactory;
 
 /**
  * A JDK-only JMX client for pyha's tests: connects with a user and password, runs the
@@ -21,6 +22,8 @@ import javax.management.remote.JMXServiceURL;
  *   set:ATTRIBUTE:VALUE      setAttribute with a String value
  *   other:OPERATION          invoke an operation on java.lang:type=Memory
  * </pre>
+ * With {@code -Dpyha.jmx.tls=true} the registry is reached over TLS too (the connector's
+ * stub says so itself); the trust store comes from {@code javax.net.ssl.trustStore}.
  * A step that fails prints {@code ERROR <exception class>: <message>} (the innermost
  * cause that is not a JMX wrapper) and the client goes on; a connection that fails
  * prints {@code CONNECT-ERROR ...} and exits 3.
@@ -33,6 +36,9 @@ public final class JmxCheck {
         JMXServiceURL url = new JMXServiceURL(args[0]);
         Map<String, Object> env = new HashMap<>();
         env.put(JMXConnector.CREDENTIALS, new String[] {args[1], args[2]});
+        if (Boolean.getBoolean("pyha.jmx.tls")) {
+            env.put("com.sun.jndi.rmi.factory.socket", new SslRMIClientSocketFactory());
+        }
         JMXConnector connector;
         try {
             connector = JMXConnectorFactory.connect(url, env);
@@ -101,7 +107,8 @@ public final class JmxCheck {
         while (inner.getCause() != null && isWrapper(inner)) {
             inner = inner.getCause();
         }
-        return inner.getClass().getName() + ": " + inner.getMessage();
+        String message = String.valueOf(inner.getMessage()).replaceAll("\\s+", " ");
+        return inner.getClass().getName() + ": " + message;
     }
 
     private static boolean isWrapper(Throwable exc) {

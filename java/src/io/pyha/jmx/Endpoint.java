@@ -2,6 +2,7 @@ package io.pyha.jmx;
 
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
+import java.rmi.AlreadyBoundException;
 import java.rmi.NoSuchObjectException;
 import java.rmi.registry.LocateRegistry;
 import java.rmi.registry.Registry;
@@ -27,6 +28,9 @@ import javax.rmi.ssl.SslRMIClientSocketFactory;
  * any local user drive the cluster.
  */
 public final class Endpoint {
+    /** The name the connector's stub is bound under in the registry (as the JDK's agent). */
+    public static final String NAME = "jmxrmi";
+
     private final JMXConnectorServer server;
     private final Registry registry;
     private final JMXServiceURL url;
@@ -54,21 +58,24 @@ public final class Endpoint {
         Registry registry = LocateRegistry.createRegistry(port, clients, sockets);
         Map<String, Object> env = new HashMap<>();
         env.put("jmx.remote.x.password.file", passwordFile);
-        if (clients != null) {
-            env.put("com.sun.jndi.rmi.factory.socket", clients);  // to bind into the registry
-        }
-        JMXServiceURL url = new JMXServiceURL(
-            "service:jmx:rmi://127.0.0.1:" + port + "/jndi/rmi://127.0.0.1:" + port + "/jmxrmi");
-        JMXConnectorServer server;
+        JMXConnectorServer server = null;
         try {
             GuardedServerImpl rmi = new GuardedServerImpl(port, clients, sockets, env, users);
-            server = new RMIConnectorServer(
-                url, env, rmi, ManagementFactory.getPlatformMBeanServer());
+            // No JNDI path in this address: the stub is bound into the registry object
+            // directly, so the server never connects to its own (TLS) registry as a client.
+            server = new RMIConnectorServer(new JMXServiceURL("rmi", "127.0.0.1", port), env,
+                                            rmi, ManagementFactory.getPlatformMBeanServer());
             server.start();
-        } catch (IOException | RuntimeException exc) {
+            registry.bind(NAME, rmi.toStub());
+        } catch (IOException | RuntimeException | AlreadyBoundException exc) {
+            if (server != null && server.isActive()) {
+                server.stop();
+            }
             UnicastRemoteObject.unexportObject(registry, true);
-            throw exc;
+            throw exc instanceof IOException io ? io : new IOException(exc);
         }
+        JMXServiceURL url = new JMXServiceURL(
+            "service:jmx:rmi://127.0.0.1:" + port + "/jndi/rmi://127.0.0.1:" + port + "/" + NAME);
         return new Endpoint(server, registry, url);
     }
 
