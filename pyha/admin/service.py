@@ -215,7 +215,8 @@ class AdminService:
     def resource_show(self, name: str) -> dict[str, Any]:
         """One resource's definition, with its group."""
         config = self.target.config
-        self._known("resource_show", "name", name, {r.name for _, r in config.resources()})
+        self._known("resource_show", "name", name, {r.name for _, r in config.resources()},
+                    "resource")
         group = config.group_of(name)
         return {"group": group.name, **config.resource(name).model_dump(mode="json")}
 
@@ -244,7 +245,7 @@ class AdminService:
     def group_show(self, name: str) -> dict[str, Any]:
         """One group's definition."""
         groups = {g.name: g for g in self.target.config.groups}
-        self._known("group_show", "name", name, set(groups))
+        self._known("group_show", "name", name, set(groups), "group")
         return groups[name].model_dump(mode="json")
 
     @remote(AdminRole.ADMIN)
@@ -271,7 +272,7 @@ class AdminService:
     def constraint_show(self, id: str) -> dict[str, Any]:
         """One constraint's definition."""
         found = {c.id: c for c in self.target.config.constraints}
-        self._known("constraint_show", "id", id, set(found))
+        self._known("constraint_show", "id", id, set(found), "constraint")
         return found[id].model_dump(mode="json")
 
     @remote(AdminRole.ADMIN)
@@ -393,14 +394,15 @@ class AdminService:
         return made
 
     @staticmethod
-    def _known(method: str, argument: str, value: Any, names: set[str]) -> None:
+    def _known(method: str, argument: str, value: Any, names: set[str],
+               what: str | None = None) -> None:
         if not isinstance(value, str):
             raise InvalidArgument(method, argument, f"must be a name (text), got "
                                                     f"{type(value).__name__}")
         if not value or len(value) > NAME_LENGTH:
             raise InvalidArgument(method, argument, f"must be 1 to {NAME_LENGTH} characters")
         if value not in names:
-            raise NotFound(method, argument, f"no {argument} named {value!r}")
+            raise NotFound(method, argument, f"no {what or argument} named {value!r}")
 
 
 @functools.cache

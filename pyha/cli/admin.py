@@ -66,8 +66,9 @@ def connected(command: str, connect: str | None, settings: Path | None) -> Itera
 def _fail(command: str, exc: PyhaError) -> typer.Exit:
     text = str(exc)
     # Remote errors already start with the method's name ("cleanup: resource: ...").
-    typer.echo(f"pyha: {text}" if text.startswith(f"{command}:") else f"pyha {command}: {text}",
-               err=True)
+    method = command.replace(" ", "_")
+    named = text.startswith((f"{command}:", f"{method}:"))
+    typer.echo(f"pyha: {text}" if named else f"pyha {command}: {text}", err=True)
     return typer.Exit(exit_code(exc))
 
 
@@ -266,8 +267,8 @@ def cleanup(
                f"{result.cleared} failure record(s) forgotten; it is probed again now")
 
 
-node_app = typer.Typer(help="Node standby and online (runtime flags until the configuration "
-                             "store exists).", no_args_is_help=True)
+node_app = typer.Typer(help="Nodes: standby and online (kept in the configuration), add and "
+                             "remove.", no_args_is_help=True)
 
 
 @node_app.command("standby")
@@ -307,7 +308,7 @@ def _said(result: FlagsResult) -> None:
     what = [f"{node} {'standby' if on else 'online'}" for node, on in result.standby.items()]
     if result.maintenance is not None:
         what.append(f"maintenance {'on' if result.maintenance else 'off'}")
-    typer.echo(f"{', '.join(what)}: taken by {', '.join(result.applied_on) or 'no node'} "
+    typer.echo(f"{', '.join(what)}: on disk on {', '.join(result.applied_on) or 'no node'} "
                f"({result.note})")
 
 

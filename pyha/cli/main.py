@@ -32,7 +32,7 @@ def _root(
 
 def _register() -> None:
     """Attach the sub-commands; each module owns its part of the command line."""
-    from pyha.cli import admin, ca, directory, keys, resource_types, run, simulate
+    from pyha.cli import admin, ca, config_admin, directory, keys, resource_types, run, simulate
 
     app.add_typer(resource_types.app, name="resource-type")
     app.add_typer(directory.app, name="directory")
@@ -40,6 +40,7 @@ def _register() -> None:
     keys.register(app)
     simulate.register(app)
     admin.register(app)
+    config_admin.register(app, admin.node_app)
     app.add_typer(ca.app, name="ca")
 
 

@@ -119,8 +119,20 @@ def simulate(
              "it (repeatable), e.g. --fail db:monitor."),
     now: float | None = _NOW,
     as_json: bool = _JSON,
+    connect: str | None = typer.Option(
+        None, "--connect", metavar="HOST:PORT", show_default=False,
+        help="Simulate on the running cluster at this admin endpoint; without an input or "
+             "--config the running cluster is used anyway."),
 ) -> None:
     """What the scheduler would do: actions in order with reasons, placements, notes, scores."""
+    if connect is not None or (input_path is None and config is None):
+        from pyha.cli.admin import call
+
+        answer = call("simulate", connect, None, lambda c: c.simulate(
+            node_down=node_down or None, standby=standby or None, fail=fail or None))
+        typer.echo(json.dumps(answer["plan"], indent=1) if as_json else answer["text"],
+                   nl=not as_json and not str(answer["text"]).endswith("\n"))
+        return
     try:
         data = inject(_source(input_path, config, running, now), node_down, standby, fail)
     except PyhaError as exc:
