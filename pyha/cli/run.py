@@ -17,6 +17,7 @@ from rich.live import Live
 from pyha import logs
 from pyha.cluster.node import ClusterNode
 from pyha.directory.embedded import ConfigStore, newest
+from pyha.directory.witness import Witness
 from pyha.errors import ConfigError, PyhaError
 from pyha.membership.keys import load_key
 from pyha.model.config import ClusterConfig
@@ -72,6 +73,10 @@ def server(
                    "$PYHA_DIRECTORY_PASSWORD)."),
     cluster_name: str | None = typer.Option(None, "--cluster",
                                             help="With --directory: the cluster's name."),
+    witness: Path | None = typer.Option(
+        None, "--witness", help="With tiebreaker = witness: a bootstrap file whose "
+                                "[directory] section names the LDAP directory that decides "
+                                "a tie."),
 ) -> None:
     """Run this node's cluster server until SIGTERM; then stop everything and exit 0.
 
@@ -94,7 +99,8 @@ def server(
         registry = _registry(cluster, plugin_path)
         srv: ClusterServer | ClusterNode
         if len(cluster.nodes) > 1:
-            srv = _cluster_node(cluster, registry, node, state_dir, key)
+            srv = _cluster_node(cluster, registry, node, state_dir, key,
+                                _witness(witness, cluster))
         else:
             srv = ClusterServer(cluster, registry, node=node, state_dir=state_dir)
     except PyhaError as exc:
@@ -118,15 +124,28 @@ def _serve_directory(bootstrap: Path | None, url: str | None, base_dn: str | Non
         raise typer.Exit(EXIT_CONFIG) from None
 
 
+def _witness(path: Path | None, cluster: ClusterConfig) -> Witness | None:
+    """The LDAP witness of a bootstrap file (the directory at its first URL)."""
+    if path is None:
+        return None
+    from pyha.directory.bootstrap import load_bootstrap
+    from pyha.directory.witness import LdapWitness
+
+    settings = load_bootstrap(path).directory
+    return LdapWitness(settings, cluster.cluster.name,
+                       timeout=min(settings.timeout, cluster.cluster.call_timeout))
+
+
 def _cluster_node(cluster: ClusterConfig, registry: Registry, node: str | None,
-                  state_dir: Path | None, key: Path | None) -> ClusterNode:
+                  state_dir: Path | None, key: Path | None,
+                  witness: Witness | None = None) -> ClusterNode:
     if node is None:
         raise ConfigError("--node is required when the cluster has several nodes")
     base = state_dir or Path(cluster.cluster.state_dir)
     key_path = key or (Path(cluster.cluster.key_file) if cluster.cluster.key_file
                        else base / "cluster.key")
     return ClusterNode(cluster, registry, node=node, key=load_key(key_path),
-                       state_dir=state_dir)
+                       state_dir=state_dir, witness=witness)
 
 
 def demo(

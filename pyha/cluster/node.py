@@ -14,11 +14,13 @@ from typing import Any
 from pyha.admin import changes as ch
 from pyha.admin.report import ChangeResult
 from pyha.clock import Clock, MonotonicClock
+from pyha.cluster import tiebreak as tb
 from pyha.cluster.fence import fence_devices
 from pyha.cluster.state import NodeState
 from pyha.cluster.view import NodeReport, build_view
 from pyha.directory.embedded import ConfigStore, from_json, newest
 from pyha.directory.embedded import digest as config_digest
+from pyha.directory.witness import Witness
 from pyha.errors import AdminError, ConfigError, PyhaError
 from pyha.fencing import FenceDevice
 from pyha.membership import election as el
@@ -28,7 +30,7 @@ from pyha.membership.rpc import PeerUnreachable, RpcClient, RpcServer
 from pyha.model.actions import Action, ActionKind, Transition
 from pyha.model.config import ClusterConfig, NoQuorumPolicy, parse_endpoint
 from pyha.model.status import Role, View
-from pyha.quorum import decide, setup_problems
+from pyha.quorum import Tiebreaker, decide, setup_problems
 from pyha.resources.registry import Registry
 from pyha.scheduler import schedule
 from pyha.server import ClusterServer
@@ -60,22 +62,23 @@ class ClusterNode:
 
     def __init__(self, config: ClusterConfig, registry: Registry, *, node: str, key: bytes,
                  state_dir: Path | None = None, clock: Clock | None = None,
-                 fences: Mapping[str, FenceDevice] | None = None) -> None:
+                 fences: Mapping[str, FenceDevice] | None = None,
+                 witness: Witness | None = None) -> None:
         self.state_dir = Path(state_dir or config.cluster.state_dir)
         self.store = ConfigStore(self.state_dir)
         config = newest(config, self.store)  # changes made at runtime survive a restart
-        problems = _setup_problems(config, node)
+        problems = _setup_problems(config, node, witness is not None)
         if problems:
             raise ConfigError("the cluster cannot run safely", tuple(problems))
-        self.config = config
-        self.node = node
-        self.key = key
+        self.config, self.node, self.key = config, node, key
         self.clock = clock or MonotonicClock()
         self.local = ClusterServer(config, registry, node=node, state_dir=self.state_dir)
         self.options = config.cluster
         self.lease = self.options.dead_after
         self.votes = _votes(config)
-        self.voters = frozenset(n for n, v in self.votes.items() if v > 0)
+        self.voters = tb.voters(config)
+        self.witness, self._stopping = witness, threading.Event()
+        self.tiebreak = tb.Tiebreak.of(config, node, self.clock, self._fence, witness)
         self.persisted = NodeState(self.state_dir / "node")
         self.incarnation = self.persisted.next_incarnation()
         self.election = el.restored(node, *self.persisted.load_vote(), self.clock.now(),
@@ -97,14 +100,15 @@ class ClusterNode:
         """One operation path into the local resources at a time."""
         self._sequence, self._acked = 0, None
         self._reports: dict[str, NodeReport] = {}
-        self._fenced: set[str] = set()
+        self._fenced: dict[str, int] = {}
+        """Node -> the term in which this node fenced it (until it is heard again)."""
         self._uncertain: dict[str, set[str]] = {}
         """Node -> resources whose start was sent there but never confirmed either way."""
         self._probed_term = self._reports_term = -1
         """The term in which `_reports` and `_fenced` were gathered."""
         self._next_election = self.clock.now() + self._election_timeout()
         self._elector: threading.Thread | None = None
-        self._wake = threading.Event()
+        self._wake: threading.Event = threading.Event()
         self._leaving, self._quorate = False, True
         self._born = self.clock.now()
         self._last_line, self._last_cycle = "", 0.0
@@ -128,6 +132,7 @@ class ClusterNode:
         """Join the cluster and keep its groups running until `stop`; then leave cleanly."""
         log.info("node %s of cluster %s starting (incarnation %d, term %d)", self.node,
                  self.options.name, self.incarnation, self.election.term)
+        self._stopping = stop
         with self._local_lock:
             self.local.probe()
         self.rpc.start()
@@ -152,6 +157,7 @@ class ClusterNode:
                 admin.close()
             for client in self.peers.values():
                 client.close()
+            self.tiebreak.release()
             with self._local_lock:
                 self.local.shutdown()
             log.info("node %s stopped", self.node)
@@ -167,6 +173,10 @@ class ClusterNode:
         self._enforce_quorum(now)
         with self._lock:
             acting = el.may_act(self.election, now)
+        if acting:
+            self._renew_tiebreak(now)
+            with self._lock:
+                acting = el.may_act(self.election, self.clock.now())
         due = self._wake.is_set() or now - self._last_cycle >= self.options.cycle_interval
         if acting and due:
             self._wake.clear()
@@ -217,7 +227,7 @@ class ClusterNode:
             for node, change in self.detector.changes(now):
                 log.warning("node %s is %s", node, change.value)
                 if change in (Change.UP, Change.RESTARTED):
-                    self._fenced.discard(node)
+                    self._fenced.pop(node, None)
                 if change is Change.RESTARTED:  # its fresh probe is the truth now
                     self._uncertain.pop(node, None)
                     self._probed_term = -1  # probe it before deciding anything for it
@@ -272,10 +282,66 @@ class ClusterNode:
                         return follow_up
                 if pending and not self._any_alive(calls[f] for f in pending):
                     log.debug("term %d: no vote left to wait for from a live node", request.term)
-                    return None
-            return None
+                    break
+            return self._try_tiebreak(request)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def _try_tiebreak(self, request: el.VoteRequest) -> el.VoteRequest | None:
+        """The tiebreaker's vote, when every voter that did not vote for this node is
+        down (see pyha.cluster.tiebreak); a pre-vote only checks that they are down."""
+        now = self.clock.now()
+        with self._lock:
+            if tb.TIEBREAK not in self.voters or self.election.role is not _WAITING[request.pre]:
+                return None
+            missing = sorted(v for v in self.voters - self.election.votes - {tb.TIEBREAK}
+                             if v != self.node)
+            if not missing or any(self.detector.alive(n, now) for n in missing):
+                return None
+        if request.pre:
+            won, why = True, f"{', '.join(missing)} down: the tiebreaker decides"
+        else:
+            won, why = self.tiebreak.win(request.term, missing, self._alive_now,
+                                         self._stopping)
+        (log.warning if won else log.info)("term %d: tiebreak (%s): %s", request.term,
+                                           self.options.tiebreaker.value, why)
+        if not won:
+            return None
+        return self._count(el.VoteReply(request.term, tb.TIEBREAK, True, why, request.pre))
+
+    def _alive_now(self, node: str) -> bool:
+        with self._lock:
+            return self.detector.alive(node, self.clock.now())
+
+    def _renew_tiebreak(self, now: float) -> None:
+        """A coordinator that cannot hear some voters renews its lease through the
+        tiebreaker: they stay fenced, or it still holds the witness."""
+        with self._lock:
+            if tb.TIEBREAK not in self.voters:
+                return
+            missing = [v for v in self.voters - {tb.TIEBREAK, self.node}
+                       if not self.detector.alive(v, now)]
+            term, fenced = self.election.term, set(self._fenced)
+        if not missing:
+            return
+        sent = self.tiebreak.renew(term, missing, fenced)
+        if sent is not None:
+            with self._lock:
+                self.election = el.on_ack(self.election, tb.TIEBREAK, sent, term=term,
+                                          voters=self.voters, lease=self.lease,
+                                          now=self.clock.now())
+
+    def _tiebreak_held(self, members: frozenset[str], now: float) -> bool | None:
+        """At exactly half the votes: this partition holds the tiebreak when it has an
+        acting coordinator (one can only act with the tiebreaker's vote or ack); None
+        while that is not known (no coordinator here yet)."""
+        with self._lock:
+            state = self.election
+            if el.may_act(state, now):
+                return True
+            if state.coordinator in members and now < state.lease_until:
+                return True
+            return None
 
     def _any_alive(self, nodes: Iterable[str]) -> bool:
         now = self.clock.now()
@@ -379,13 +445,16 @@ class ClusterNode:
         if probe:
             self._probed_term = term
         self._catch_up(reports, term)
-        quorum = decide(self.votes, online, self.options.tiebreaker)
+        quorum = decide(self.votes, online, self.options.tiebreaker,
+                        self._tiebreak_held(online, self.clock.now()))
         with self._lock:
             if self._reports_term != term:
                 # What this node learnt as coordinator of an earlier term may be stale:
                 # others coordinated since. A node not heard in this term counts as
                 # unheard (fenced before its groups move), whatever it said or was before.
-                self._reports, self._fenced, self._reports_term = {}, set(), term
+                # Fences made in this term (by the tiebreak of its election) still hold.
+                self._fenced = {n: t for n, t in self._fenced.items() if t == term}
+                self._reports, self._reports_term = {}, term
             self._reports.update(reports)
             view = build_view(self.config, self._reports, online, frozenset(self._fenced),
                               quorum.quorate,
@@ -513,7 +582,7 @@ class ClusterNode:
 
     def _forget(self, node: str) -> None:
         with self._lock:
-            self._fenced.add(node)
+            self._fenced[node] = self.election.term
             self._reports.pop(node, None)
             self._uncertain.pop(node, None)
 
@@ -575,7 +644,7 @@ class ClusterNode:
                 term, base = self.election.term, self.config
             made = ch.apply_change(base, change)
             new = made.model_copy(update={"epoch": max(base.epoch, self._epoch_seen) + 1})
-            problems = _setup_problems(new, self.node)
+            problems = _setup_problems(new, self.node, self.witness is not None)
             if problems:
                 raise ch.invalid_config(change, ConfigError("unsafe", tuple(problems)))
             try:
@@ -661,7 +730,9 @@ class ClusterNode:
             self.config, self.options = config, config.cluster
             self.lease = config.cluster.dead_after
             self.votes = _votes(config)
-            self.voters = frozenset(n for n, v in self.votes.items() if v > 0)
+            self.voters = tb.voters(config)
+            self.tiebreak = tb.Tiebreak.of(config, self.node, self.clock, self._fence,
+                                           self.witness)
             self._epoch_seen = max(self._epoch_seen, config.epoch)
             self.detector.set_nodes([n.name for n in config.nodes])
             self.detector.dead_after = config.cluster.dead_after
@@ -713,7 +784,8 @@ class ClusterNode:
     def _enforce_quorum(self, now: float) -> None:
         with self._lock:
             members = self.detector.members(now)
-        quorum = decide(self.votes, members, self.options.tiebreaker)
+        quorum = decide(self.votes, members, self.options.tiebreaker,
+                        self._tiebreak_held(members, now))
         if quorum.quorate != self._quorate:
             (log.info if quorum.quorate else log.warning)(
                 "quorum %s: %s", "regained" if quorum.quorate else "lost", quorum.reason)
@@ -755,12 +827,18 @@ def _reply(peer: str, answer: Mapping[str, Any]) -> el.VoteReply:
                         str(answer.get("reason", "")), bool(answer.get("pre", False)))
 
 
-def _setup_problems(config: ClusterConfig, node: str) -> list[str]:
-    """Why this cluster cannot run safely from this node: quorum, endpoints, the name."""
+def _setup_problems(config: ClusterConfig, node: str, witness: bool) -> list[str]:
+    """Why this cluster cannot run safely from this node: quorum, endpoints, the name,
+    and a witness tiebreaker without a witness."""
     problems = setup_problems({n.name: n.votes for n in config.nodes},
                               config.cluster.tiebreaker,
                               fencing=all(n.fence for n in config.nodes))
     problems += _endpoint_problems(config)
+    if not witness and tb.TIEBREAK in tb.voters(config) \
+            and config.cluster.tiebreaker is Tiebreaker.WITNESS:
+        problems.append("cluster.tiebreaker: witness needs the LDAP directory: start the "
+                        "server with --witness FILE (a bootstrap file with a [directory] "
+                        "section)")
     names = [n.name for n in config.nodes]
     if node not in names:
         problems.append(f"--node: {node!r} is not a node of the cluster file "

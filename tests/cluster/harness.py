@@ -100,6 +100,8 @@ class LocalCluster(GuardedCluster):
     name: str = field(default_factory=lambda: f"t{os.getpid()}")
     fence: str = "cgroup"
     """How nodes are fenced: cgroup (root), process-tree (anyone), or none."""
+    options: tuple[str, ...] = ()
+    """More [cluster] lines, e.g. 'tiebreaker = "fence-race"'."""
     listed: int | None = None
     """How many of the nodes the cluster file lists (default all); the others are
     computers that join later: their own file (join.toml) lists every node."""
@@ -130,7 +132,7 @@ class LocalCluster(GuardedCluster):
 
     def _toml(self, nodes: list[str]) -> str:
         lines = [f'[cluster]\nname = "{self.name}"\ncycle_interval = "500ms"',
-                 f'state_dir = "{self.root / "unused"}"', ""]
+                 f'state_dir = "{self.root / "unused"}"', *self.options, ""]
         for node in nodes:
             heartbeat, rpc = self.ports[node]
             lines += ["[[nodes]]", f'name = "{node}"',
