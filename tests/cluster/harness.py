@@ -102,6 +102,8 @@ class LocalCluster(GuardedCluster):
     """How nodes are fenced: cgroup (root), process-tree (anyone), or none."""
     options: tuple[str, ...] = ()
     """More [cluster] lines, e.g. 'tiebreaker = "fence-race"'."""
+    args: tuple[str, ...] = ()
+    """More `pyha server` arguments for every node, e.g. ("--witness", FILE)."""
     listed: int | None = None
     """How many of the nodes the cluster file lists (default all); the others are
     computers that join later: their own file (join.toml) lists every node."""
@@ -167,7 +169,7 @@ class LocalCluster(GuardedCluster):
         config = self.config if listed else self.join_config
         argv = [sys.executable, "-m", "pyha.cli", "server", "--config", str(config),
                 "--node", node, "--key", str(self.key), "--state-dir",
-                str(self.state_dir(node)), "--log-level", "DEBUG"]
+                str(self.state_dir(node)), "--log-level", "DEBUG", *self.args]
         if self.fence == "process-tree":
             wrapped = keeper_argv(self.keeper(node), argv)
         else:
