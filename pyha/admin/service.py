@@ -155,7 +155,7 @@ class AdminService:
         done = self.target.commit(change)
         return plain(FlagsResult(standby=standby, maintenance=maintenance,
                                  applied_on=done.acked,
-                                 note=f"kept in the configuration (epoch {done.epoch})"))
+                                 note=f"configuration epoch {done.epoch}"))
 
     @remote(AdminRole.OPERATOR)
     def move(self, group: str, node: str, lifetime: float | str | None = None) -> dict[str, Any]:

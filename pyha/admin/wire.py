@@ -4,7 +4,7 @@ own exceptions, registered with Pyro5 so that a remote error arrives as its pyha
 
 from __future__ import annotations
 
-import importlib.util
+import json
 from typing import Any
 
 from Pyro5 import serializers
@@ -16,9 +16,9 @@ SERIALIZER = "json"
 """What pyha's clients send: JSON is the one the Java console speaks too, and it is fast
 enough (about 0.6 ms for 100 resources); never serpent for bulk data, never pickle."""
 
-ACCEPTED = frozenset({3, 4} if importlib.util.find_spec("msgpack") else {3})
-"""Pyro5 serializer ids the daemon accepts (3 json, 4 msgpack); a message in any other
-serializer closes the connection before its payload is read."""
+ACCEPTED = frozenset({3})
+"""Pyro5 serializer ids the daemon accepts (3: json, read by `PlainCallJson`); a message
+in any other serializer closes the connection before its payload is read."""
 
 MAX_REQUEST = 4 * 1024 * 1024
 """The largest request (payload and annotations) the daemon reads."""
@@ -70,10 +70,29 @@ def error_from_dict(classname: str, data: dict[str, Any]) -> errors.PyhaError:
     return exc
 
 
+class PlainCallJson(serializers.JsonSerializer):  # type: ignore[misc]
+    """Pyro5's json serializer, except that the arguments of a call stay plain JSON.
+
+    Pyro5 turns any mapping with a "__class__" key into an object (exceptions, URIs,
+    proxies) before the method runs; an admin call's arguments are data, so such a
+    mapping reaches the method as the mapping it is, and the method's own checks refuse
+    it with an error that names the argument. Answers (`loads`) still rebuild pyha's
+    registered errors on the client.
+    """
+
+    def loadsCall(self, data: Any) -> tuple[Any, Any, Any, Any]:
+        call = json.loads(self._convertToBytes(data).decode("utf-8"))
+        return call["object"], call["method"], call["params"], call["kwargs"]
+
+
 def register() -> None:
-    """Teach Pyro5's serializers pyha's errors (idempotent; both ends call it)."""
+    """Teach Pyro5's serializers pyha's errors and plain call arguments (idempotent; both
+    ends call it)."""
     if _registered:
         return
+    plain_json = PlainCallJson()
+    serializers.serializers["json"] = plain_json
+    serializers.serializers_by_id[plain_json.serializer_id] = plain_json
     serializers.SerializerBase.register_class_to_dict(errors.PyhaError, error_to_dict,
                                                       serpent_too=False)
     for name in _BY_NAME:

@@ -112,23 +112,14 @@ REBUILT = [
                   "args": ["x"]}, id="pyha-error"),
     pytest.param({"__class__": "Pyro5.core.URI", "state": ["PYRO", "x", None, "h", 1]},
                  id="pyro-uri"),
-    pytest.param({"__class__": "Pyro5.errors.NoSuchError", "args": []}, id="unknown-pyro-error",
-                 marks=pytest.mark.xfail(strict=True, reason=(
-                     "Pyro5 rebuilds the argument on the server; getattr fails and the "
-                     "caller gets a builtins AttributeError, not a pyha error"))),
+    pytest.param({"__class__": "Pyro5.errors.NoSuchError", "args": []}, id="unknown-pyro-error"),
     pytest.param({"__class__": "builtins.print", "__exception__": True, "args": []},
-                 id="builtin-non-exception", marks=pytest.mark.xfail(strict=True, reason=(
-                     "Pyro5's rebuild calls issubclass() on a function: the caller gets a "
-                     "builtins TypeError, not a pyha error"))),
-    pytest.param({"__class__": "Pyro5.client.Proxy", "state": []}, id="pyro-proxy",
-                 marks=pytest.mark.xfail(strict=True, reason=(
-                     "Pyro5 rebuilds a Proxy from the caller's state: the caller gets a "
-                     "builtins IndexError, not a pyha error"))),
-    pytest.param({"__class__": "unregistered"}, id="unknown-class",
-                 marks=pytest.mark.xfail(strict=True, reason=(
-                     "the daemon drops the connection (SerializeError): the caller sees "
-                     "AdminUnreachable, not an InvalidArgument naming the argument"))),
+                 id="builtin-non-exception"),
+    pytest.param({"__class__": "Pyro5.client.Proxy", "state": []}, id="pyro-proxy"),
+    pytest.param({"__class__": "unregistered"}, id="unknown-class"),
 ]
+"""Mappings Pyro5's own json reader would turn into objects; pyha's reads call arguments
+as plain JSON (pyha.admin.wire.PlainCallJson), so each stays a mapping and is refused."""
 
 
 @pytest.mark.parametrize("value", REBUILT)

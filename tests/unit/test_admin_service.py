@@ -119,7 +119,7 @@ def test_standby_online_and_maintenance_are_kept_in_the_configuration(
     epoch = node.server.config.epoch
     answer = node.service.standby("n1")
     assert answer["standby"] == {"n1": True} and answer["applied_on"] == ["n1"]
-    assert answer["note"] == f"kept in the configuration (epoch {epoch + 1})"
+    assert answer["note"] == f"configuration epoch {epoch + 1}"
     stored = ConfigStore(node.server.state_dir).load()
     assert stored is not None and stored.epoch == epoch + 1
     assert stored.nodes[0].standby  # on disk: a restart keeps it
