@@ -100,8 +100,7 @@ class ClusterNode:
         """One operation path into the local resources at a time."""
         self._sequence, self._acked = 0, None
         self._reports: dict[str, NodeReport] = {}
-        self._fenced: dict[str, int] = {}
-        """Node -> the term in which this node fenced it (until it is heard again)."""
+        self._fenced: dict[str, int] = {}  # node -> the term it was fenced in, until heard
         self._uncertain: dict[str, set[str]] = {}
         """Node -> resources whose start was sent there but never confirmed either way."""
         self._probed_term = self._reports_term = -1

@@ -77,6 +77,61 @@ class StatusBuffer:
                 self._gone.discard(key)
 
 
+class StatusWriter:
+    """Writes the status records a StatusBuffer says are due, from a background thread;
+    a directory that cannot be written is reported once, and again when it recovers."""
+
+    def __init__(self, directory: Directory, clock: Clock, interval: float = STATUS_INTERVAL
+                 ) -> None:
+        self.directory = directory
+        self.clock = clock
+        self.buffer = StatusBuffer(interval)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pyha-status-writer",
+                                        daemon=True)
+        self._failed = False
+
+    def start(self) -> None:
+        """Write in the background from now on."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the background writes; write what is due one last time."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        self.flush()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(min(0.2, self.buffer.interval / 2)):
+            try:
+                self.flush()
+            except Exception:  # a loop boundary: keep writing status
+                log.exception("writing status failed")
+
+    def flush(self) -> None:
+        """Write the status records that are due now."""
+        now = self.clock.now()
+        records, gone = self.buffer.due(now)
+        if not records and not gone:
+            return
+        try:
+            if records:
+                self.directory.write_status(records)
+                self.buffer.written(records, now)
+            for node, resource in gone:
+                self.directory.remove_status(node, resource)
+            self.buffer.removed(gone)
+        except DirectoryError as exc:
+            if not self._failed:
+                log.warning("cannot write status to %s: %s", self.directory.name, exc)
+            self._failed = True
+            return
+        if self._failed:
+            log.info("writing status to %s again", self.directory.name)
+        self._failed = False
+
+
 def status_records(server: ClusterServer) -> list[StatusRecord]:
     """What the server knows about each of its resources on this node, as records."""
     view = server.view()
@@ -108,30 +163,24 @@ class DirectoryLink:
         self.server = server
         self.clock = clock or MonotonicClock()
         self.actor = f"pyha-server@{server.node}"
-        self.buffer = StatusBuffer(interval)
+        self.status = StatusWriter(directory, self.clock, interval)
+        self.buffer = self.status.buffer
         self.applied = 0
         self.rejected = 0
         self._watch: Watch | None = None
-        self._stop = threading.Event()
-        self._writer = threading.Thread(target=self._write_loop, name="pyha-status-writer",
-                                        daemon=True)
-        self._write_failed = False
         self._audits = 0
 
     def start(self) -> None:
         """Watch the directory and start writing status."""
         self._watch = self.directory.watch(self.config_changed, self.config_rejected,
                                            known=self.server.config)
-        self._writer.start()
+        self.status.start()
 
     def stop(self) -> None:
         """Stop watching; write the last status."""
         if self._watch is not None:
             self._watch.stop()
-        self._stop.set()
-        if self._writer.is_alive():
-            self._writer.join(timeout=10)
-        self.flush()
+        self.status.stop()
 
     def on_cycle(self, status: ServerStatus) -> None:
         """ClusterServer.on_cycle: offer the current status (cheap, in the loop's thread)."""
@@ -196,36 +245,9 @@ class DirectoryLink:
         except DirectoryError as exc:
             log.warning("cannot write the audit record of %s: %s", record.action, exc)
 
-    # -- status out ---------------------------------------------------------------------------
-
-    def _write_loop(self) -> None:
-        while not self._stop.wait(min(0.2, self.buffer.interval / 2)):
-            try:
-                self.flush()
-            except Exception:  # a loop boundary: keep writing status
-                log.exception("writing status failed")
-
     def flush(self) -> None:
         """Write the status records that are due now."""
-        now = self.clock.now()
-        records, gone = self.buffer.due(now)
-        if not records and not gone:
-            return
-        try:
-            if records:
-                self.directory.write_status(records)
-                self.buffer.written(records, now)
-            for node, resource in gone:
-                self.directory.remove_status(node, resource)
-            self.buffer.removed(gone)
-        except DirectoryError as exc:
-            if not self._write_failed:
-                log.warning("cannot write status to %s: %s", self.directory.name, exc)
-            self._write_failed = True
-            return
-        if self._write_failed:
-            log.info("writing status to %s again", self.directory.name)
-        self._write_failed = False
+        self.status.flush()
 
 
 def _subject(directory: Directory, change: Change) -> str:

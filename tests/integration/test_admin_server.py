@@ -161,7 +161,8 @@ def test_the_pyha_command_and_its_exit_codes(running: Running, tmp_path: Path) -
     assert pyha("maintenance", "maybe").returncode == 2
     assert pyha("node", "standby", "n1", user=bob).returncode == 1
     taken = pyha("maintenance", "on")
-    assert taken.returncode == 0 and "maintenance on: on disk on n1 (configuration epoch 1)" in taken.stdout
+    assert taken.returncode == 0
+    assert "maintenance on: on disk on n1 (configuration epoch 1)" in taken.stdout
 
 
 def test_the_admin_settings_are_found_in_the_state_directory(tmp_path: Path) -> None:
