@@ -6,6 +6,12 @@
  *   java -cp classes ListCluster ldap://127.0.0.1:38901 dc=pyha,dc=test pyha \
  *        cn=admin,dc=pyha,dc=test /path/to/admin.password
  *
+ * A cluster on pyha's embedded store has no LDAP server; its nodes write the same tree to
+ * a snapshot that pyha's read-only JNDI provider serves (pyha-spi.jar on the class path;
+ * the bind DN and password file are not used):
+ *
+ *   java -cp classes:pyha-spi.jar ListCluster file:///var/lib/pyha/jndi-tree.json o=pyha pyha - -
+ *
  * LDAP keeps no order among entries or values, so the order of nodes, groups and the
  * start order of resources come from each entry's pyhaPosition.
  */
@@ -57,6 +63,12 @@ public final class ListCluster {
     private static DirContext connect(String url, String clusterDn, String bindDn,
                                       String password) throws NamingException {
         Hashtable<String, Object> env = new Hashtable<>();
+        if (url.startsWith("file:")) {
+            // A snapshot of an embedded store: pyha's own read-only provider (pyha-spi.jar).
+            env.put(Context.INITIAL_CONTEXT_FACTORY, "io.pyha.jndi.TreeContextFactory");
+            env.put(Context.PROVIDER_URL, url);
+            return new InitialDirContext(env);
+        }
         env.put(Context.INITIAL_CONTEXT_FACTORY, "com.sun.jndi.ldap.LdapCtxFactory");
         env.put(Context.PROVIDER_URL, url + "/" + clusterDn);
         env.put(Context.SECURITY_AUTHENTICATION, "simple");
@@ -93,7 +105,8 @@ public final class ListCluster {
             System.err.println("usage: ListCluster URL BASE_DN CLUSTER BIND_DN PASSWORD_FILE");
             System.exit(2);
         }
-        String password = Files.readString(Path.of(args[4]), StandardCharsets.UTF_8).strip();
+        String password = args[0].startsWith("file:") ? ""
+                : Files.readString(Path.of(args[4]), StandardCharsets.UTF_8).strip();
         String clusterDn = "cn=" + args[2] + "," + args[1];
         DirContext ctx = connect(args[0], clusterDn, args[3], password);
         try {
