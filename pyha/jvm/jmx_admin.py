@@ -39,6 +39,7 @@ __all__ = [
     "MBEAN_NAME",
     "SETTINGS_FILE",
     "ClusterHandler",
+    "JmxRefused",
     "JmxSettings",
     "TlsSettings",
     "jmx_jar",
