@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from pyha.cluster.source import DirectorySource
 from pyha.directory import slapd
 from pyha.directory.bootstrap import (
     Bootstrap,
@@ -21,6 +22,7 @@ from pyha.directory.bootstrap import (
     write_bootstrap,
 )
 from pyha.directory.diff import diff_configs
+from pyha.directory.embedded import ConfigStore
 from pyha.directory.records import AuditRecord
 from pyha.directory.transfer import check_target, export_ldif, read_config_file
 from pyha.directory.tree import ClusterNotFound
@@ -293,8 +295,9 @@ def status(
 
 
 def serve(boot: Bootstrap, *, node: str | None, state_dir: Path | None,
-          plugin_paths: list[Path], stop: threading.Event) -> None:
-    """Run a single-node cluster server whose configuration lives in the directory."""
+          plugin_paths: list[Path], stop: threading.Event, key: Path | None = None) -> None:
+    """Run a cluster server whose configuration lives in the directory: one node on its
+    own, or one node of several (the coordinator follows the directory)."""
     from pyha.cli.run import _registry
     from pyha.directory.ldap import LdapDirectory
     from pyha.directory.link import DirectoryLink
@@ -305,10 +308,14 @@ def serve(boot: Bootstrap, *, node: str | None, state_dir: Path | None,
     if state is not None and settings.state_dir is None:
         settings = settings.model_copy(update={"state_dir": state})
     directory = LdapDirectory(settings)
-    config = directory.load()
+    if state is not None:
+        stored = ConfigStore(state).load()
+        config = DirectorySource(directory).load(stored)  # the last good one if it is down
+    else:
+        config = directory.load()
     if len(config.nodes) > 1:
-        raise ConfigError("the directory holds several nodes; a server on a directory runs "
-                          "one node for now (the multi-node coordinator plugs in later)")
+        _serve_cluster(directory, config, boot, node, state, plugin_paths, stop, key)
+        return
     srv = ClusterServer(config, _registry(config, plugin_paths), node=node or boot.node,
                         state_dir=state)
     if settings.state_dir is None:
@@ -324,3 +331,19 @@ def serve(boot: Bootstrap, *, node: str | None, state_dir: Path | None,
     finally:
         link.stop()
         directory.close()
+
+
+def _serve_cluster(directory: LdapDirectory, config: ClusterConfig, boot: Bootstrap,
+                   node: str | None, state: Path | None, plugin_paths: list[Path],
+                   stop: threading.Event, key: Path | None) -> None:
+    """One node of several, following the directory (see pyha.cluster.source)."""
+    from pyha.cli.run import _cluster_node, _registry
+
+    name = node or boot.node
+    source = DirectorySource(directory)
+    srv = _cluster_node(config, _registry(config, plugin_paths), name, state, key,
+                        source=source)
+    logging.getLogger("pyha.directory").info(
+        "configuration epoch %d from %s (node %s of %d)", config.epoch, directory.name,
+        name, len(config.nodes))
+    srv.run(stop)

@@ -16,6 +16,7 @@ from rich.live import Live
 
 from pyha import logs
 from pyha.cluster.node import ClusterNode
+from pyha.cluster.source import DirectorySource
 from pyha.directory.embedded import ConfigStore, newest
 from pyha.directory.witness import Witness
 from pyha.errors import ConfigError, PyhaError
@@ -86,7 +87,7 @@ def server(
     logs.setup(log_level)
     if directory or bootstrap:
         _serve_directory(bootstrap, directory, base_dn, bind_dn, password_file, cluster_name,
-                         node, state_dir, plugin_path)
+                         node, state_dir, plugin_path, key)
         return
     if config is None:
         typer.echo("pyha server: --config FILE, --directory URL or --bootstrap FILE is "
@@ -111,14 +112,15 @@ def server(
 
 def _serve_directory(bootstrap: Path | None, url: str | None, base_dn: str | None,
                      bind_dn: str | None, password_file: Path | None, cluster: str | None,
-                     node: str | None, state_dir: Path | None, plugin_path: list[Path]) -> None:
+                     node: str | None, state_dir: Path | None, plugin_path: list[Path],
+                     key: Path | None = None) -> None:
     from pyha.cli import directory
 
     try:
         boot = directory.connection(bootstrap, None, url, base_dn, bind_dn, password_file,
                                     cluster)
         directory.serve(boot, node=node, state_dir=state_dir, plugin_paths=plugin_path,
-                        stop=_stop_on_signals())
+                        stop=_stop_on_signals(), key=key)
     except PyhaError as exc:
         typer.echo(f"pyha server: {exc}", err=True)
         raise typer.Exit(EXIT_CONFIG) from None
@@ -138,14 +140,15 @@ def _witness(path: Path | None, cluster: ClusterConfig) -> Witness | None:
 
 def _cluster_node(cluster: ClusterConfig, registry: Registry, node: str | None,
                   state_dir: Path | None, key: Path | None,
-                  witness: Witness | None = None) -> ClusterNode:
+                  witness: Witness | None = None,
+                  source: DirectorySource | None = None) -> ClusterNode:
     if node is None:
         raise ConfigError("--node is required when the cluster has several nodes")
     base = state_dir or Path(cluster.cluster.state_dir)
     key_path = key or (Path(cluster.cluster.key_file) if cluster.cluster.key_file
                        else base / "cluster.key")
     return ClusterNode(cluster, registry, node=node, key=load_key(key_path),
-                       state_dir=state_dir, witness=witness)
+                       state_dir=state_dir, witness=witness, source=source)
 
 
 def demo(

@@ -16,12 +16,13 @@ from pyha.admin.report import ChangeResult
 from pyha.clock import Clock, MonotonicClock
 from pyha.cluster import tiebreak as tb
 from pyha.cluster.fence import fence_devices
+from pyha.cluster.source import DirectorySource
 from pyha.cluster.state import NodeState
 from pyha.cluster.view import NodeReport, build_view
 from pyha.directory.embedded import ConfigStore, from_json, newest
 from pyha.directory.embedded import digest as config_digest
 from pyha.directory.witness import Witness
-from pyha.errors import AdminError, ConfigError, PyhaError
+from pyha.errors import AdminError, ConfigError, DirectoryError, PyhaError
 from pyha.fencing import FenceDevice
 from pyha.membership import election as el
 from pyha.membership.detector import Change, FailureDetector
@@ -40,6 +41,10 @@ log = logging.getLogger("pyha.cluster")
 _WAITING = {True: el.Role.PRE_CANDIDATE, False: el.Role.CANDIDATE}
 """The role a node has while its pre-vote (True) or vote (False) round is open."""
 
+STARTUP_GRACE = 10
+"""In units of dead_after: how long after its own start a node waits for a peer it has
+never heard to join before it fences that peer (the peer may be booting; Pacemaker's
+dc-deadtime plays this part)."""
 LEAVE_TIMEOUT = 60.0
 """How long a node shutting down waits for the coordinator to move its groups away."""
 
@@ -59,14 +64,19 @@ class ClusterNode:
     """The heartbeat addresses of every other node."""
     _acked: tuple[int, float] | None
     """The term and time of the coordinator heartbeat this node last answered."""
+    on_decision: Callable[[str], None] | None = None
+    """Called with each new decision line (the demo shows them)."""
+    last_view: View | None = None
+    """The view the coordinator scheduled from in its last cycle (admin status)."""
 
     def __init__(self, config: ClusterConfig, registry: Registry, *, node: str, key: bytes,
                  state_dir: Path | None = None, clock: Clock | None = None,
                  fences: Mapping[str, FenceDevice] | None = None,
-                 witness: Witness | None = None) -> None:
+                 witness: Witness | None = None, source: DirectorySource | None = None) -> None:
         self.state_dir = Path(state_dir or config.cluster.state_dir)
-        self.store = ConfigStore(self.state_dir)
-        config = newest(config, self.store)  # changes made at runtime survive a restart
+        self.store, self.source = ConfigStore(self.state_dir), source
+        if source is None:
+            config = newest(config, self.store)  # changes made at runtime survive a restart
         problems = _setup_problems(config, node, witness is not None)
         if problems:
             raise ConfigError("the cluster cannot run safely", tuple(problems))
@@ -109,15 +119,12 @@ class ClusterNode:
         self._elector: threading.Thread | None = None
         self._wake: threading.Event = threading.Event()
         self._leaving, self._quorate = False, True
-        self._born = self.clock.now()
+        self._born, self._waited, self._joined = self.clock.now(), set[str](), dict[str, float]()
         self._last_line, self._last_cycle = "", 0.0
         self._commit_lock = threading.Lock()
         """One configuration change at a time, from taking the base to adopting the result."""
-        self._epoch_seen = config.epoch
+        self._epoch_seen, self._refused = config.epoch, ""
         """The highest epoch any member reported: the next change's epoch is above it."""
-        self.on_decision: Callable[[str], None] | None = None
-        self.last_view: View | None = None
-        """The view the coordinator scheduled from in its last cycle (admin status)."""
 
     def _handlers(self) -> dict[str, Callable[[dict[str, Any], str], dict[str, Any]]]:
         """What other nodes may call here."""
@@ -138,6 +145,9 @@ class ClusterNode:
         from pyha.admin.target import serve_admin
 
         admin = serve_admin(self)  # None unless <state_dir>/admin holds its TLS files
+        if self.source is not None:
+            self.source.on_change = self._wake.set
+            self.source.start(self.config)
         self.endpoint.start()
         beats = threading.Thread(target=self._beat, args=(stop,), name="pyha heartbeats",
                                  daemon=True)
@@ -157,6 +167,8 @@ class ClusterNode:
             for client in self.peers.values():
                 client.close()
             self.tiebreak.release()
+            if self.source is not None:
+                self.source.stop()
             with self._local_lock:
                 self.local.shutdown()
             log.info("node %s stopped", self.node)
@@ -444,6 +456,7 @@ class ClusterNode:
         if probe:
             self._probed_term = term
         self._catch_up(reports, term)
+        self._follow_source(term)
         quorum = decide(self.votes, online, self.options.tiebreaker,
                         self._tiebreak_held(online, self.clock.now()))
         with self._lock:
@@ -459,6 +472,8 @@ class ClusterNode:
                               quorum.quorate,
                               uncertain={n: frozenset(r) for n, r in self._uncertain.items()})
         self.last_view = view
+        if self.source is not None:
+            self.source.offer_status(view)
         transition = schedule(self.config, view, self.clock.wall())
         line = self._decide(f"term {term}: {transition.summary}")
         outcome = self._dispatch(transition, term)
@@ -562,6 +577,8 @@ class ClusterNode:
         return limit + self.options.call_timeout
 
     def _fence(self, node: str, why: str) -> bool:
+        if self._booting(node):
+            return False
         device = self.fences.get(node)
         if device is None:
             if self.options.recovery_without_fencing:
@@ -578,6 +595,23 @@ class ClusterNode:
         if result.ok:
             self._forget(node)
         return result.ok
+
+    def _booting(self, node: str) -> bool:
+        """True while `node` was never heard and this node started (or learnt of `node`,
+        added at runtime) less than the startup grace ago: it may be starting, so it is
+        waited for rather than fenced."""
+        now = self.clock.now()
+        since = max(self._born, self._joined.get(node, self._born))
+        left = STARTUP_GRACE * self.options.dead_after - (now - since)
+        with self._lock:
+            heard = self.detector.ever_heard(node)
+        if heard or left <= 0:
+            return False
+        if node not in self._waited:
+            self._waited.add(node)
+            log.info("not fencing %s yet: never heard since this node started; it may be "
+                     "starting (%.1fs of startup grace left)", node, left)
+        return True
 
     def _forget(self, node: str) -> None:
         with self._lock:
@@ -643,20 +677,16 @@ class ClusterNode:
                 term, base = self.election.term, self.config
             made = ch.apply_change(base, change)
             new = made.model_copy(update={"epoch": max(base.epoch, self._epoch_seen) + 1})
-            problems = _setup_problems(new, self.node, self.witness is not None)
-            if problems:
-                raise ch.invalid_config(change, ConfigError("unsafe", tuple(problems)))
             try:
-                self.local.check(new)
+                self._check(new)
             except ConfigError as exc:
                 raise ch.invalid_config(change, exc) from None
-            self.store.save(new)
-            acked = [self.node, *self._replicate(new, term)]
-            self._adopt(new, f"{change.describe()} (coordinator)")
-            self._wake.set()
+            if self.source is not None:  # the directory holds it durably, and sets the epoch
+                new = self._write_directory(change)
+            acked = self._spread(new, term, f"{change.describe()} (coordinator)")
         votes = sum(base_votes for n, base_votes in _votes(base).items() if n in acked)
         total = sum(_votes(base).values())
-        if votes * 2 <= total:
+        if votes * 2 <= total and self.source is None:
             raise AdminError(
                 f"{change.kind}: epoch {new.epoch} is on disk on {', '.join(acked)} only "
                 f"({votes} of {total} votes): not acknowledged. It takes effect on the "
@@ -666,6 +696,55 @@ class ClusterNode:
                  ", ".join(acked))
         return ChangeResult(change=change.describe(), epoch=new.epoch, coordinator=self.node,
                             acked=tuple(sorted(acked)))
+
+    def _check(self, config: ClusterConfig) -> None:
+        """ConfigError unless the cluster can run `config` safely and this node can bind
+        every resource of it."""
+        problems = _setup_problems(config, self.node, self.witness is not None)
+        if problems:
+            raise ConfigError("the cluster could not run safely", tuple(problems))
+        self.local.check(config)
+
+    def _spread(self, config: ClusterConfig, term: int, why: str) -> list[str]:
+        """Write `config` here, send it to every live member and adopt it; the nodes that
+        have it on disk."""
+        self.store.save(config)
+        acked = [self.node, *self._replicate(config, term)]
+        self._adopt(config, why)
+        self._wake.set()
+        return acked
+
+    def _write_directory(self, change: ch.Change) -> ClusterConfig:
+        assert self.source is not None
+        try:
+            return self.source.apply(lambda c: ch.apply_change(c, change))
+        except ConfigError as exc:
+            raise ch.invalid_config(change, exc) from None
+        except DirectoryError as exc:
+            raise AdminError(f"{change.kind}: the directory {self.source.name} did not take "
+                             f"it ({exc}); nothing changed") from None
+
+    def _follow_source(self, term: int) -> None:
+        """Coordinator: make the cluster run the directory's newest configuration."""
+        if self.source is None:
+            return
+        newest = self.source.newest()
+        if newest is None:
+            return
+        mark = config_digest(newest)
+        if mark in (config_digest(self.config), self._refused):
+            return
+        with self._commit_lock:
+            try:
+                self._check(newest)
+            except ConfigError as exc:
+                log.error("directory configuration epoch %d refused; the cluster keeps epoch "
+                          "%d: %s", newest.epoch, self.config.epoch, exc)
+                self._refused = mark
+                return
+            acked = self._spread(newest, term, f"from the directory {self.source.name}")
+        log.info("configuration epoch %d from the directory, on disk on %s", newest.epoch,
+                 ", ".join(sorted(acked)))
 
     def _replicate(self, config: ClusterConfig, term: int) -> list[str]:
         """Send `config` to every live member at once; the nodes that wrote it to disk."""
@@ -733,6 +812,8 @@ class ClusterNode:
             self.tiebreak = tb.Tiebreak.of(config, self.node, self.clock, self._fence,
                                            self.witness)
             self._epoch_seen = max(self._epoch_seen, config.epoch)
+            for added in {n.name for n in config.nodes} - {n.name for n in old.nodes}:
+                self._joined[added] = self.clock.now()
             self.detector.set_nodes([n.name for n in config.nodes])
             self.detector.dead_after = config.cluster.dead_after
             self._connect(config, old)

@@ -138,6 +138,8 @@ class LdapDirectory(EntryStore):
         except BaseException:
             ldap3compat.discard(conn)
             raise
+        if streaming:
+            _stream_socket(conn.socket)
         return conn
 
     def _safe(self) -> Any:
@@ -411,3 +413,19 @@ def _check(result: dict[str, Any], what: str) -> None:
 def _reason(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return text.replace("\n", " ")
+
+
+def _stream_socket(sock: Any) -> None:
+    """A watch's socket waits for the next change as long as it takes (ldap3 leaves the
+    connect timeout on it, which would drop an idle watch every few seconds); TCP
+    keepalives still notice a directory that vanished without closing it."""
+    import socket
+
+    if sock is None:
+        return
+    sock.settimeout(None)
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 5)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)

@@ -65,6 +65,11 @@ class FailureDetector:
             peer.incarnation = incarnation
             peer.heard[link] = max(at, peer.heard.get(link, at))
 
+    def ever_heard(self, node: str) -> bool:
+        """True once any valid heartbeat of `node` arrived (always for the local node)."""
+        peer = self._peers.get(node)
+        return node == self.local or (peer is not None and bool(peer.heard))
+
     def alive(self, node: str, now: float) -> bool:
         """True if `node` is the local node or was heard on any link within dead_after."""
         if node == self.local:

@@ -102,6 +102,9 @@ class LocalCluster(GuardedCluster):
     """How nodes are fenced: cgroup (root), process-tree (anyone), or none."""
     options: tuple[str, ...] = ()
     """More [cluster] lines, e.g. 'tiebreaker = "fence-race"'."""
+    bootstrap: Path | None = None
+    """Run the nodes on the LDAP directory this bootstrap file names (the test puts the
+    cluster file's configuration there) instead of on the cluster file."""
     args: tuple[str, ...] = ()
     """More `pyha server` arguments for every node, e.g. ("--witness", FILE)."""
     listed: int | None = None
@@ -167,7 +170,9 @@ class LocalCluster(GuardedCluster):
     def start(self, node: str) -> None:
         listed = node in self.nodes[:self.listed]
         config = self.config if listed else self.join_config
-        argv = [sys.executable, "-m", "pyha.cli", "server", "--config", str(config),
+        source = ["--config", str(config)] if self.bootstrap is None else \
+            ["--bootstrap", str(self.bootstrap)]
+        argv = [sys.executable, "-m", "pyha.cli", "server", *source,
                 "--node", node, "--key", str(self.key), "--state-dir",
                 str(self.state_dir(node)), "--log-level", "DEBUG", *self.args]
         if self.fence == "process-tree":
