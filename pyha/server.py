@@ -461,6 +461,11 @@ class ClusterServer:
             # The listener runs in the thread that restarted the host: only take note.
             runtime.on_host_restarted(lambda _generation: self._reprobe.update(
                 dict.fromkeys(java, "its plugin host restarted")))
+        # Java plugins read the configuration in force through JNDI: a snapshot of it,
+        # unless the server runs on an LDAP directory (pyha.cli.directory.serve).
+        plugins = java_runtime(self.registry.agents())
+        if plugins is not None:
+            plugins.follow_config(lambda: self.config, self.state_dir)
 
     def _probe_again(self) -> None:
         while self._reprobe:

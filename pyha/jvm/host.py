@@ -25,7 +25,7 @@ from typing import Any
 
 from pyha.jvm.channel import ChannelError, Message, peer_uid, read_frame, write_frame
 
-__all__ = ["PluginTable", "main", "meta_to_dict", "start_jvm"]
+__all__ = ["PluginTable", "directory_access", "main", "meta_to_dict", "start_jvm"]
 
 _LOG = logging.getLogger("pyha.jvm.host")
 _LEVELS = ("debug", "info", "warning", "error")
@@ -214,6 +214,8 @@ class Session:
         self._write = threading.Lock()
         self._running: dict[int, Any] = {}
         self._guard = threading.Lock()
+        self._directory: Any = None
+        """The io.pyha.host.DirectoryAccess the server's hello gave, or None."""
 
     def serve(self) -> None:
         """Authenticate, then answer requests until the peer closes the channel."""
@@ -246,8 +248,26 @@ class Session:
             _LOG.warning("refused a connection: wrong token, request or user")
             self.send({"id": hello.get("id"), "ok": False, "error": "not authenticated"})
             return False
-        self.send({"id": hello.get("id"), "ok": True, "pid": os.getpid(), "java": _java_version()})
+        reply: Message = {"id": hello.get("id"), "ok": True, "pid": os.getpid(),
+                          "java": _java_version()}
+        if hello.get("directory") is not None:
+            reply["directory"] = self._connect_directory(hello["directory"])
+        self.send(reply)
         return True
+
+    def _connect_directory(self, spec: Any) -> str:
+        """Keep how plugins open the directory; what it is, or why not (never the password).
+        Operations already running keep the directory they started with."""
+        if spec is None:
+            self._directory = None
+            return "no directory"
+        try:
+            self._directory = directory_access(spec)
+        except Exception as exc:  # a bad spec or CA file: plugins get no directory
+            self._directory = None
+            _LOG.warning("plugins get no directory: %s", _java_error(exc))
+            return f"none: {_java_error(exc)}"
+        return str(self._directory.toString())
 
     def _handle(self, message: Message) -> None:
         op, ident = message.get("op"), message.get("id")
@@ -259,13 +279,15 @@ class Session:
             "list": lambda m: {"ok": True, **self._table.listing()},
             "validate": self._validate,
             "invoke": self._invoke,
+            "directory": lambda m: {"ok": True,
+                                    "directory": self._connect_directory(m.get("directory"))},
         }
         handler = handlers.get(op) if isinstance(op, str) else None
         if handler is None:
             self.send(
                 {"id": ident, "ok": False, "kind": "bad-request", "error": f"unknown op {op!r}"}
             )
-        elif op in ("ping", "list"):
+        elif op in ("ping", "list", "directory"):
             self._answer(ident, handler, message)
         else:
             threading.Thread(
@@ -340,6 +362,7 @@ class Session:
             _field(message, "interval_ms", int, 0),
             _field(message, "state_dir", str, "/run/pyha"),
             logger,
+            self._directory,
         )
 
     def _log(self, ident: Any, resource: str, level: str, text: str) -> None:
@@ -356,6 +379,34 @@ class Session:
             running = list(self._running.values())
         for invocation in running:
             invocation.cancel()
+
+
+def directory_access(spec: Any) -> Any:
+    """An io.pyha.host.DirectoryAccess from the `directory` of the server's hello:
+    {"kind": "ldap", "urls", "cluster_dn", "bind_dn", "password", "starttls", "ca_file",
+    "timeout_ms"} or {"kind": "tree", "path"}; ValueError if it is neither."""
+    from jpype import JClass
+
+    access = JClass("io.pyha.host.DirectoryAccess")
+    if not isinstance(spec, dict):
+        raise ValueError("the directory must be a JSON object")
+    if spec.get("kind") == "tree" and isinstance(spec.get("path"), str):
+        return access.tree(spec["path"])
+    if spec.get("kind") != "ldap":
+        raise ValueError(f"unknown directory kind {spec.get('kind')!r}")
+    urls = JClass("java.util.ArrayList")()
+    for url in spec.get("urls") or ():
+        urls.add(str(url))
+    ca_file = spec.get("ca_file")
+    return access.ldap(
+        urls,
+        str(spec.get("cluster_dn", "")),
+        str(spec.get("bind_dn", "")),
+        str(spec.get("password", "")),
+        bool(spec.get("starttls")),
+        None if ca_file is None else str(ca_file),
+        int(spec.get("timeout_ms", 5000)),
+    )
 
 
 def _detaching(work: Callable[..., None]) -> Callable[..., None]:

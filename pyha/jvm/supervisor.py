@@ -143,6 +143,9 @@ class JvmHost:
         self._process: _Process | None = None
         self._listeners: list[Callable[[int], None]] = []
         self.on_stray_log: LogSink | None = None
+        self.directory: Callable[[], Message | None] | None = None
+        """Gives the `directory` the host's hello carries (how plugins reach the cluster's
+        directory; see pyha.jvm.jndi), asked at each start; None: plugins get none."""
 
     # ------------------------------------------------------------ public surface
 
@@ -203,6 +206,24 @@ class JvmHost:
         """Start the host now if none runs; its pid."""
         clock = MonotonicClock()
         return self._ensure(run_dir, clock.now() + self.start_timeout, clock).popen.pid
+
+    def send_directory(self, timeout: float = 10.0) -> None:
+        """Tell a running host the directory `self.directory` gives now (a host started
+        later gets it in its hello); nothing when no host runs."""
+        with self._lock:
+            process = self._process
+        if process is None or not _usable(process):
+            return
+        message = self._directory()
+        clock = MonotonicClock()
+        try:
+            pending = process.connection.send({"op": "directory", "directory": message})
+        except ChannelError:
+            return  # the host is gone; the next one gets the directory in its hello
+        reply = self._wait(process, pending, clock.now() + timeout, clock, None)
+        body = reply.body or {}
+        if message is not None:
+            _LOG.info("Java plugins read %s", body.get("directory", reply.message or "nothing"))
 
     def kill(self, reason: str) -> None:
         """Kill the host (SIGKILL) if one runs; calls in flight end as 'died'."""
@@ -349,7 +370,7 @@ class JvmHost:
             self._await_ready(
                 popen, ready_r, min(deadline, clock.now() + self.start_timeout), clock
             )
-            connection = _connect(sock_path, token)
+            connection = _connect(sock_path, token, self._directory())
         except HostUnavailable:
             os.close(token_w)
             _reap(popen, kill=True)
@@ -360,6 +381,15 @@ class JvmHost:
         _LOG.info("JVM host started (pid %d, %d jar(s))", popen.pid, len(jars))
         connection.on_stray_log = self.on_stray_log
         return _Process(popen, connection, token_w, self.generation, directory, private, sock_path)
+
+    def _directory(self) -> Message | None:
+        if self.directory is None:
+            return None
+        try:
+            return self.directory()
+        except Exception as exc:  # plugins then get no directory; the host still runs
+            _LOG.warning("the JVM host's plugins get no directory: %s", exc)
+            return None
 
     def _socket_dir(self, run_dir: Path | None) -> tuple[Path, bool]:
         wanted = self.run_dir or run_dir
@@ -425,12 +455,15 @@ def _read_line(fd: int, remaining: Callable[[], float]) -> str | None:
     return data.decode(errors="replace")
 
 
-def _connect(path: Path, token: str) -> Connection:
+def _connect(path: Path, token: str, directory: Message | None = None) -> Connection:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    hello: Message = {"id": 0, "op": "hello", "token": token}
+    if directory is not None:
+        hello["directory"] = directory  # secrets travel on this private socket only
     try:
         sock.settimeout(10.0)
         sock.connect(str(path))
-        write_frame(sock, {"id": 0, "op": "hello", "token": token})
+        write_frame(sock, hello)
         reply = read_frame(sock)
         sock.settimeout(None)
     except (OSError, ChannelError) as exc:
@@ -439,6 +472,8 @@ def _connect(path: Path, token: str) -> Connection:
     if not reply or not reply.get("ok"):
         sock.close()
         raise HostUnavailable(f"the JVM host refused the connection: {reply}")
+    if directory is not None:
+        _LOG.info("Java plugins read %s", reply.get("directory", "no directory"))
     return Connection(sock)
 
 

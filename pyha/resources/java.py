@@ -20,6 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from pyha.clock import MonotonicClock
+from pyha.directory.bootstrap import DirectorySettings
+from pyha.directory.tree import Layout
 from pyha.errors import PluginError
 from pyha.jvm.build import (
     DESCRIPTOR,
@@ -32,7 +34,9 @@ from pyha.jvm.build import (
 )
 from pyha.jvm.build import spi_jar as build_spi_jar
 from pyha.jvm.channel import Message
+from pyha.jvm.jndi import DirectorySource, LdapSource, SnapshotSource
 from pyha.jvm.supervisor import HostReply, HostUnavailable, JvmHost, host_environment
+from pyha.model.config import ClusterConfig
 from pyha.model.types import format_duration
 from pyha.resources.agent import Agent, Origin
 from pyha.resources.spi import (
@@ -55,6 +59,7 @@ __all__ = [
     "java_plugin_paths",
     "java_runtime",
     "meta_from_listing",
+    "read_ldap_directory",
 ]
 
 JAVA_PLUGIN_PATH_ENV = "PYHA_JAVA_PLUGIN_PATH"
@@ -158,6 +163,13 @@ class JavaRuntime:
             options["python"] = python
         self.host = JvmHost(self._host_jars, java_home=self.java_home, run_dir=run_dir, **options)
         self.host.on_stray_log = _log_to_resource
+        self.directory: DirectorySource | None = None
+        """Where plugins find the cluster's directory (PluginContext.directory()); None: nowhere."""
+        self._ldap = False
+        self._delivery = threading.Lock()
+        self._delivered: DirectorySource | None = None
+        """The directory the running host was last told of."""
+        self.host.directory = self._directory_message
         _RUNTIMES.add(self)
 
     def spi_jar(self) -> Path:
@@ -202,6 +214,38 @@ class JavaRuntime:
     def close(self) -> None:
         """Stop the JVM host if one runs."""
         self.host.close()
+
+    def use_ldap(self, settings: DirectorySettings, layout: Layout) -> None:
+        """Plugins read the cluster's LDAP directory, bound as the server is (operations
+        already running keep what they had)."""
+        self.directory = LdapSource(settings, layout)
+        self._ldap = True
+
+    def follow_config(self, config: Callable[[], ClusterConfig], state_dir: Path) -> None:
+        """Plugins read a snapshot of the configuration `config()` returns, kept up to date
+        under `state_dir` (the embedded store); an LDAP directory set before stays."""
+        if not self._ldap:
+            self.directory = SnapshotSource(config, state_dir)
+
+    def refresh_directory(self) -> None:
+        """Before an operation: bring the directory plugins read up to date (a new
+        snapshot after a change), and tell a running host if the directory itself changed
+        since it started (the server said where it is after the host began validating)."""
+        source = self.directory
+        if source is not None:
+            try:
+                source.refresh()
+            except OSError as exc:  # the plugin still runs; it reads the older snapshot
+                _LOG.warning("cannot write the JNDI snapshot: %s", exc)
+        with self._delivery:
+            if source is self._delivered:
+                return
+        self.host.send_directory()  # a host started meanwhile got it in its hello: harmless
+
+    def _directory_message(self) -> Message | None:
+        with self._delivery:
+            source = self._delivered = self.directory
+        return None if source is None else source.message()
 
     # ------------------------------------------------------------ internals
 
@@ -394,6 +438,7 @@ class JavaAgent(Agent):
             return Outcome(
                 OcfCode.ERR_UNIMPLEMENTED, message=f"{self.name} does not implement {operation}"
             )
+        self.runtime.refresh_directory()
         began = ctx.clock.now()
         request = {
             "op": "invoke",
@@ -480,6 +525,20 @@ def java_runtime(agents: Iterable[Agent]) -> JavaRuntime | None:
     The server registers its re-probe with `java_runtime(...).host.on_restart(...)`.
     """
     return next((a.runtime for a in agents if isinstance(a, JavaAgent)), None)
+
+
+def read_ldap_directory(agents: Iterable[Agent], settings: DirectorySettings,
+                        layout: Layout) -> bool:
+    """Give the Java plugins among `agents` (a registry's) the LDAP directory the server
+    runs on, through JNDI, bound as the server is; False if there are none.
+
+    Call it once the ClusterServer is made and before it runs (its own default is the
+    embedded store's snapshot)."""
+    runtime = java_runtime(agents)
+    if runtime is None:
+        return False
+    runtime.use_ldap(settings, layout)
+    return True
 
 
 def discover_java(

@@ -8,6 +8,7 @@ import java.nio.file.Path;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import javax.naming.NamingException;
 import javax.naming.directory.DirContext;
 
 /**
@@ -27,13 +28,26 @@ public final class Invocation implements PluginContext {
     private final long intervalMillis;
     private final Path stateDir;
     private final PluginLogger log;
+    private final DirectoryAccess directoryAccess;
+    private DirContext directory;
     private volatile boolean cancelled;
     private volatile Thread runner;
 
-    /** An operation that must return within {@code timeoutMillis} from now. */
+    /** An operation that must return within {@code timeoutMillis} from now, without a directory. */
     public Invocation(
             ResourcePlugin plugin, String operation, String resource, String node, Map<String, String> params,
             long timeoutMillis, long intervalMillis, String stateDir, PluginLogger log) {
+        this(plugin, operation, resource, node, params, timeoutMillis, intervalMillis, stateDir, log, null);
+    }
+
+    /**
+     * An operation that must return within {@code timeoutMillis} from now; {@link #directory()}
+     * opens {@code directoryAccess} (null: no directory) on first use.
+     */
+    public Invocation(
+            ResourcePlugin plugin, String operation, String resource, String node, Map<String, String> params,
+            long timeoutMillis, long intervalMillis, String stateDir, PluginLogger log,
+            DirectoryAccess directoryAccess) {
         this.plugin = plugin;
         this.operation = operation;
         this.resource = resource;
@@ -44,6 +58,7 @@ public final class Invocation implements PluginContext {
         this.intervalMillis = intervalMillis;
         this.stateDir = Path.of(stateDir);
         this.log = log;
+        this.directoryAccess = directoryAccess;
     }
 
     /** Runs the operation in the calling thread; what the plugin throws propagates. */
@@ -66,7 +81,19 @@ public final class Invocation implements PluginContext {
             }
         } finally {
             runner = null;
+            closeDirectory();
             Thread.interrupted();  // a late cancel must not leak into the thread's next call
+        }
+    }
+
+    private synchronized void closeDirectory() {
+        if (directory != null) {
+            try {
+                directory.close();
+            } catch (NamingException e) {
+                log.debug("closing " + directoryAccess + ": " + e);
+            }
+            directory = null;
         }
     }
 
@@ -129,8 +156,19 @@ public final class Invocation implements PluginContext {
         return stateDir;
     }
 
+    /**
+     * The directory, opened on the first call and closed when the operation returns; null
+     * without one, or (with a warning in the resource's log) when it cannot be opened.
+     */
     @Override
-    public DirContext directory() {
-        return null;  // wired when the cluster directory is reachable from the JVM host
+    public synchronized DirContext directory() {
+        if (directory == null && directoryAccess != null && runner != null) {
+            try {
+                directory = directoryAccess.open();
+            } catch (NamingException e) {
+                log.warning("cannot open " + directoryAccess + ": " + e);
+            }
+        }
+        return directory;
     }
 }
