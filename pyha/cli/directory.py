@@ -301,6 +301,7 @@ def serve(boot: Bootstrap, *, node: str | None, state_dir: Path | None,
     from pyha.cli.run import _registry
     from pyha.directory.ldap import LdapDirectory
     from pyha.directory.link import DirectoryLink
+    from pyha.resources.java import read_ldap_directory
     from pyha.server import ClusterServer
 
     state = state_dir or boot.state_dir
@@ -318,6 +319,8 @@ def serve(boot: Bootstrap, *, node: str | None, state_dir: Path | None,
         return
     srv = ClusterServer(config, _registry(config, plugin_paths), node=node or boot.node,
                         state_dir=state)
+    # Java plugins read the directory through JNDI, bound as this server is.
+    read_ldap_directory(srv.registry.agents(), directory.settings, directory.layout)
     if settings.state_dir is None:
         directory.settings = settings.model_copy(update={"state_dir": srv.state_dir})
     link = DirectoryLink(directory, srv)
@@ -338,11 +341,13 @@ def _serve_cluster(directory: LdapDirectory, config: ClusterConfig, boot: Bootst
                    stop: threading.Event, key: Path | None) -> None:
     """One node of several, following the directory (see pyha.cluster.source)."""
     from pyha.cli.run import _cluster_node, _registry
+    from pyha.resources.java import read_ldap_directory
 
     name = node or boot.node
     source = DirectorySource(directory)
-    srv = _cluster_node(config, _registry(config, plugin_paths), name, state, key,
-                        source=source)
+    registry = _registry(config, plugin_paths)
+    srv = _cluster_node(config, registry, name, state, key, source=source)
+    read_ldap_directory(registry.agents(), directory.settings, directory.layout)  # for JNDI
     logging.getLogger("pyha.directory").info(
         "configuration epoch %d from %s (node %s of %d)", config.epoch, directory.name,
         name, len(config.nodes))
