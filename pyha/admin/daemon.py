@@ -19,7 +19,7 @@ import ssl
 import struct
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from Pyro5 import config as pyro_config
 from Pyro5 import errors as pyro_errors
@@ -159,6 +159,14 @@ class _Daemon(Daemon):  # type: ignore[misc]
                 "role": conn.identity.role.value}
 
 
+class Closeable(Protocol):
+    """Something stopped with the endpoint."""
+
+    def close(self) -> None:
+        """Stop it."""
+        ...
+
+
 class AdminDaemon:
     """One admin service served over mutual TLS on `bind`, on a thread of its own.
 
@@ -181,6 +189,8 @@ class AdminDaemon:
         self._thread = threading.Thread(target=self._daemon.requestLoop, daemon=True,
                                         name=f"pyha admin {self.address_text}")
         self.refusals = 0
+        self.companions: list[Closeable] = []
+        """Processes that live as long as the endpoint (the JMX bridge)."""
 
     @property
     def address(self) -> tuple[str, int]:
@@ -200,7 +210,9 @@ class AdminDaemon:
         _log.info("admin endpoint listening on %s (mutual TLS)", self.address_text)
 
     def close(self) -> None:
-        """Stop serving and close every connection."""
+        """Stop the companions, then serving, and close every connection."""
+        for companion in self.companions:
+            companion.close()
         if self._thread.is_alive():
             self._daemon.shutdown()
             self._thread.join(timeout=5)

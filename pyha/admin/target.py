@@ -348,5 +348,11 @@ def serve_admin(server: ClusterServer | ClusterNode) -> AdminDaemon | None:
         _log.error("admin endpoint not started: %s", exc)
         return None
     daemon.start()
+    from pyha.admin.jmx_bridge import JmxBridge
+
+    if JmxBridge.configured(server.state_dir):
+        bridge = JmxBridge(server.state_dir, server.node)
+        daemon.companions.append(bridge)
+        bridge.start()
     return daemon
 

@@ -44,7 +44,6 @@ class Bridge:
     alice: Issued
     url: str
     classes: Path
-    process: subprocess.Popen[str]
 
     def admin(self, node: str) -> AdminClient:
         return AdminClient(self.addresses[node], self.alice.ca, self.alice.cert,
@@ -155,20 +154,17 @@ def bridge(tmp_path: Path) -> Iterator[Bridge]:
     _write_bridge_settings(ca, cluster.state_dir(BRIDGE_NODE) / "admin", port)
     alice = ca.issue("alice", AdminRole.OPERATOR, out=tmp_path / "alice")
     classes = _compile_client(tmp_path)
-    process: subprocess.Popen[str] | None = None
+    url = f"service:jmx:rmi://127.0.0.1:{port}/jndi/rmi://127.0.0.1:{port}/jmxrmi"
     try:
         for node in cluster.nodes:
-            cluster.start(node)
-        process = _start_bridge(cluster.state_dir(BRIDGE_NODE), BRIDGE_NODE,
-                                tmp_path / "jmx.log")
-        ready = _await_ready(process, 120)
-        assert ready["url"] == (f"service:jmx:rmi://127.0.0.1:{port}/jndi/"
-                                f"rmi://127.0.0.1:{port}/jmxrmi")
-        yield Bridge(cluster, addresses, alice, str(ready["url"]), classes, process)
+            cluster.start(node)  # the server starts its bridge: its admin folder has jmx.toml
+        wait_for(lambda: f'"url": "{url}"' in cluster.log(BRIDGE_NODE), 120,
+                 "the server's JMX bridge is ready", cluster)
+        yield Bridge(cluster, addresses, alice, url, classes)
     finally:
-        _stop_bridge(process)
         cluster.close()
     assert cluster.violations() == []
+    assert "JMX bridge stopped" in cluster.log(BRIDGE_NODE)  # stopped with its server
 
 
 def test_a_console_reads_the_cluster_and_moves_its_group(bridge: Bridge) -> None:
@@ -230,7 +226,16 @@ def test_logins_without_the_password_or_a_role_are_refused(bridge: Bridge) -> No
     nobody = bridge.jmx("mallory", PASSWORDS["mallory"], "get:Coordinator")
     assert nobody == {"connect": "java.lang.SecurityException: JMX user mallory has no "
                                  "pyha role"}
-    assert bridge.process.poll() is None
+    # The bridge lives on; killed, its server starts it again.
+    pids = [json.loads(line)["pid"] for line in bridge.cluster.log(BRIDGE_NODE).splitlines()
+            if line.startswith('{"url"')]
+    assert len(pids) == 1
+    os.kill(int(pids[0]), signal.SIGKILL)
+    wait_for(lambda: bridge.cluster.log(BRIDGE_NODE).count('{"url"') == 2, 120,
+             "the server starts its bridge again", bridge.cluster)
+    assert "JMX bridge exited with -9" in bridge.cluster.log(BRIDGE_NODE)
+    again = bridge.jmx("alice", PASSWORDS["alice"], "get:Coordinator")
+    assert "connect" not in again
 
 
 def test_with_tls_only_clients_that_trust_its_certificate_get_in(tmp_path: Path) -> None:
