@@ -111,6 +111,10 @@ class NetnsCluster(GuardedCluster):
     floating address with IP_FREEBIND); the group holds only the address."""
     guard: bool = True
     """The group holds the guarded service, which writes VIOLATION if it runs twice."""
+    floating: bool = False
+    """The group holds the floating address (without any service of the harness)."""
+    resources: str = ""
+    """More resources for the group, as TOML `[[groups.resources]]` tables, put last."""
     options: Mapping[str, str] = field(default_factory=dict)
     """Extra [cluster] settings, e.g. {"dead_after": "150ms"}."""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -170,13 +174,12 @@ class NetnsCluster(GuardedCluster):
                 addresses.append(f"{SUBNET}.{128 + i}:{HEARTBEAT_PORT}")
             lines += ["[[nodes]]", f'name = "{node}"', f"addresses = {_list(addresses)}",
                       f'rpc = "{SUBNET}.{i}:{RPC_PORT}"',
-                      f'fence = {{ kind = "namespace", namespace = "{self.hosts[node].name}" }}',
-                      ""]
+                      f"fence = {self._fence(node)}", ""]
         lines += ["[[groups]]", 'name = "svc"', ""]
         if self.guard:
             lines += self._process("guard", [sys.executable, str(self.root / "guard.py"),
                                              str(self.root / "lock"), str(self.record)])
-        if self.web or self.web_everywhere:
+        if self.web or self.web_everywhere or self.floating:
             lines += ["[[groups.resources]]", 'name = "vip"', 'type = "ip"',
                       "[groups.resources.params]", f'address = "{FLOATING}/24"',
                       'interface = "eth0"', 'arp_sender = "builtin"', "announce_count = 1",
@@ -185,7 +188,13 @@ class NetnsCluster(GuardedCluster):
             lines += self._process("web", [sys.executable, str(self.root / "web.py"),
                                            FLOATING, str(HTTP_PORT)],
                                    health=f"http://{FLOATING}:{HTTP_PORT}/")
+        if self.resources:
+            lines.append(self.resources)
         return "\n".join(lines) + "\n"
+
+    def _fence(self, node: str) -> str:
+        """The node's fence device, as a TOML inline table: its namespace."""
+        return f'{{ kind = "namespace", namespace = "{self.hosts[node].name}" }}'
 
     @staticmethod
     def _process(name: str, command: list[str], health: str = "") -> list[str]:
@@ -210,9 +219,9 @@ class NetnsCluster(GuardedCluster):
 
     def start(self, node: str) -> None:
         """Start the node's cluster server inside its namespace; output to <node>.log."""
-        argv = [sys.executable, "-m", "pyha.cli", "server", "--config", str(self.config),
-                "--node", node, "--key", str(self.key_file), "--state-dir",
-                str(self.state_dir(node)), "--log-level", "DEBUG"]
+        argv = [*self._launcher(node), sys.executable, "-m", "pyha.cli", "server",
+                "--config", str(self.config), "--node", node, "--key", str(self.key_file),
+                "--state-dir", str(self.state_dir(node)), "--log-level", "DEBUG"]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         if self.web_everywhere:
             self.hosts[node].popen([sys.executable, str(self.root / "web.py"), FLOATING,
@@ -221,6 +230,10 @@ class NetnsCluster(GuardedCluster):
             self.procs[node] = self.hosts[node].popen(argv, stdout=out,
                                                       stderr=subprocess.STDOUT, cwd=ROOT,
                                                       env=env)
+
+    def _launcher(self, node: str) -> list[str]:
+        """Words put before the server's command line inside the node's namespace."""
+        return []
 
     def start_all(self) -> None:
         """Start every node's server at once (a late one may be fenced: see heal)."""
