@@ -24,6 +24,10 @@ Two nodes need a tiebreaker: the fence race. Tomcat listens on the floating addr
 (port 8080; 8005 and JMX 9010 on the machine's own loopback: ports inside a fresh
 network namespace are free). A watcher scans the real /proc all along: Tomcat never runs
 on two machines at once.
+
+The lease (dead_after) is 10 s. With 1 s the run is a strict xfail: a lone fence-race
+winner renews its lease only between actions, so its 3-4 s Tomcat start outlasts the
+lease; it steps down, stops Tomcat, fences again and starts Tomcat again, for ever.
 """
 
 from __future__ import annotations
