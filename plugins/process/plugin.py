@@ -37,9 +37,12 @@ from .procfs import PidRecord, boot_id, group_members, read_proc, signal_group, 
 __all__ = ["ProcessPlugin"]
 
 SETTLE = 0.2
-"""Seconds a just-started process must stay alive before it counts as started."""
+"""Seconds a just-started process without a health check must stay alive before it
+counts as started (with one, a passing check is the proof, and it is tried at once)."""
 POLL = 0.2
-"""Seconds between health probes while starting."""
+"""Seconds between checks while starting without a health check."""
+PROBE_POLL = 0.02
+"""Seconds between health probes while starting: a failover waits on the first pass."""
 STOP_POLL = 0.05
 """Seconds between checks that a stopping process group is gone."""
 LOG_TAIL_LINES = 20
@@ -461,7 +464,8 @@ class ProcessPlugin(Plugin):
         reserve: float,
     ) -> int:
         """Poll until healthy after the settle time; on exit or deadline, clean up and fail."""
-        settled_at = ctx.clock.now() + SETTLE
+        checked = settings.health in ("tcp", "http", "command")
+        settled_at = ctx.clock.now() + (0.0 if checked else SETTLE)
         problem: str | None = "the health check has not run yet"
         while True:
             if proc.poll() is not None:
@@ -471,7 +475,7 @@ class ProcessPlugin(Plugin):
                 problem = probe(settings, budget)
                 if problem is None and proc.poll() is None:
                     return OcfCode.SUCCESS
-            wait = min(POLL, ctx.remaining() - reserve)
+            wait = min(PROBE_POLL if checked else POLL, ctx.remaining() - reserve)
             if wait <= 0 or not ctx.sleep(wait):
                 break
         why = "was cancelled" if ctx.cancelled.is_set() else "timed out"

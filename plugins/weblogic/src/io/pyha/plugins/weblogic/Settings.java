@@ -69,13 +69,15 @@ record Settings(
         return domainHome.resolve("servers").resolve(serverName).resolve("logs").resolve(serverName + ".out");
     }
 
-    /** What is wrong with the parameters, each message naming its parameter; empty if nothing. */
+    /**
+     * What is wrong with the parameters, each message naming its parameter; empty if nothing.
+     * Files that may sit on storage another resource of the group mounts (the domain, the
+     * credentials file) need not exist on every node: start and monitor report them missing.
+     * A credentials file that is there is checked (mode, content) everywhere.
+     */
     static List<String> problems(Map<String, String> p) {
         List<String> problems = new ArrayList<>();
-        String domain = blank(p.get("domain_home"));
-        if (absolute("domain_home", domain, problems) && !Files.isDirectory(Path.of(domain))) {
-            problems.add("domain_home: no such directory: " + domain);
-        }
+        absolute("domain_home", blank(p.get("domain_home")), problems);
         String server = p.getOrDefault("server_name", "AdminServer");
         if (!SERVER.matcher(server).matches()) {
             problems.add("server_name: " + server + " is not a server name (letters, digits, '_', '.', '-')");
@@ -87,7 +89,7 @@ record Settings(
         }
         List<Path> jars = clientJars(p.getOrDefault("client_jars", ""), problems);
         String credentials = blank(p.get("credentials_file"));
-        if (absolute("credentials_file", credentials, problems)) {
+        if (absolute("credentials_file", credentials, problems) && Files.exists(Path.of(credentials))) {
             problems.addAll(Credentials.problems(Path.of(credentials)));
         }
         String url = blank(p.get("jmx_service_url"));
