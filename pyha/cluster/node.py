@@ -117,7 +117,7 @@ class ClusterNode:
         """The term in which `_reports` and `_fenced` were gathered."""
         self._next_election = self.clock.now() + self._election_timeout()
         self._elector: threading.Thread | None = None
-        self._wake: threading.Event = threading.Event()
+        self._wake = _Wake()
         self._leaving, self._quorate = False, True
         self._born, self._waited, self._joined = self.clock.now(), set[str](), dict[str, float]()
         self._last_line, self._last_cycle = "", 0.0
@@ -152,10 +152,15 @@ class ClusterNode:
         beats = threading.Thread(target=self._beat, args=(stop,), name="pyha heartbeats",
                                  daemon=True)
         beats.start()
+        threading.Thread(target=self._hold_tiebreak, args=(stop,), daemon=True,
+                         name="pyha tiebreak").start()
         try:
+            threading.Thread(target=self._wake.after, args=(stop,), daemon=True,
+                             name="pyha stop").start()
             while not stop.is_set():
+                self._wake.poke.clear()
                 self.tick()
-                self.clock.wait(stop, self.options.heartbeat_interval)
+                self.clock.wait(self._wake.poke, self._pause())
             self._leave()
         finally:
             stop.set()
@@ -184,15 +189,22 @@ class ClusterNode:
         self._enforce_quorum(now)
         with self._lock:
             acting = el.may_act(self.election, now)
-        if acting:
-            self._renew_tiebreak(now)
-            with self._lock:
-                acting = el.may_act(self.election, self.clock.now())
         due = self._wake.is_set() or now - self._last_cycle >= self.options.cycle_interval
         if acting and due:
             self._wake.clear()
             self._last_cycle = now
             self.coordinate()
+
+    def _pause(self) -> float:
+        """How long the loop may sleep: a heartbeat interval, but never past the moment
+        a peer would be declared down (so a death is acted on at once, not a tick later)."""
+        now = self.clock.now()
+        with self._lock:
+            expiry = self.detector.next_expiry(now)
+        pause = self.options.heartbeat_interval
+        if expiry is not None:
+            pause = min(pause, max(0.001, expiry - now + 0.001))
+        return pause
 
     # -- heartbeats and the election ------------------------------------------------------
 
@@ -323,6 +335,17 @@ class ClusterNode:
     def _alive_now(self, node: str) -> bool:
         with self._lock:
             return self.detector.alive(node, self.clock.now())
+
+    def _hold_tiebreak(self, stop: threading.Event) -> None:
+        """Renew the coordinator's lease through the tiebreaker on a thread of its own,
+        so that long actions in a coordinator cycle (a Tomcat start) never let it lapse."""
+        while not stop.is_set():
+            now = self.clock.now()
+            with self._lock:
+                acting = el.may_act(self.election, now)
+            if acting:
+                self._renew_tiebreak(now)
+            self.clock.wait(stop, self.options.heartbeat_interval)
 
     def _renew_tiebreak(self, now: float) -> None:
         """A coordinator that cannot hear some voters renews its lease through the
@@ -539,6 +562,12 @@ class ClusterNode:
         if ok and action.kind is ActionKind.STOP and action.resource:
             with self._lock:
                 self._uncertain.get(action.node, set()).discard(action.resource)
+                # The report we hold predates this stop: should the node be lost before
+                # its next report (it is leaving), the resource must not count as active
+                # there, or the node would be fenced for nothing.
+                held = self._reports.get(action.node)
+                if held is not None:
+                    self._reports[action.node] = _with_stopped(held, action.resource)
         if not ok:
             log.warning("%s failed on %s: %s", action.describe(), action.node,
                         answer.get("reason", "see that node's log"))
@@ -936,6 +965,13 @@ def _endpoint_problems(config: ClusterConfig) -> list[str]:
     return problems
 
 
+def _with_stopped(report: NodeReport, resource: str) -> NodeReport:
+    """`report` with `resource` stopped (a stop there just succeeded)."""
+    resources = tuple(s.model_copy(update={"role": Role.STOPPED}) if s.resource == resource
+                      else s for s in report.resources)
+    return report.model_copy(update={"resources": resources})
+
+
 def _votes(config: ClusterConfig) -> dict[str, int]:
     return {n.name: n.votes for n in config.nodes}
 
@@ -945,3 +981,21 @@ def _change_answer(change: ch.Change, answer: Mapping[str, Any]) -> ChangeResult
     if answer.get("ok"):
         return ChangeResult.model_validate(answer["result"])
     raise ch.error_from_fields(change.kind, answer.get("error"))
+
+
+class _Wake(threading.Event):
+    """The "schedule now" flag: setting it also pokes the main loop out of its sleep."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.poke = threading.Event()
+
+    def set(self) -> None:
+        """Ask for a coordinator cycle at once."""
+        super().set()
+        self.poke.set()
+
+    def after(self, event: threading.Event) -> None:
+        """Poke the loop once `event` is set (the node is asked to stop)."""
+        event.wait()
+        self.poke.set()
