@@ -227,7 +227,8 @@ class ClusterServer:
 
     # -- reconfiguration ----------------------------------------------------------------
 
-    def reconfigure(self, config: ClusterConfig) -> str:
+    def reconfigure(self, config: ClusterConfig,
+                    members: dict[str, Member] | None = None) -> str:
         """Take a new configuration: bind and check it first, apply it at the next cycle.
 
         Every resource is bound to its type through the registry and its parameters
@@ -241,7 +242,8 @@ class ClusterServer:
             if not any(n.name == self.node for n in config.nodes):
                 raise ConfigError(f"nodes: this node ({self.node}) is not in the new "
                                   "configuration")
-            members = bind_members(config, self.registry)
+            if members is None:  # else bound by check() for this very configuration
+                members = bind_members(config, self.registry)
         except ConfigError as exc:
             self.log.error("configuration epoch %d rejected; keeping epoch %d: %s",
                            config.epoch, self.config.epoch, exc)
@@ -253,12 +255,13 @@ class ClusterServer:
         self.wake()
         return plan
 
-    def check(self, config: ClusterConfig) -> None:
+    def check(self, config: ClusterConfig) -> dict[str, Member]:
         """Raise ConfigError unless this node could run `config`: it is one of its nodes,
-        and every resource binds to its type with valid parameters. Changes nothing."""
+        and every resource binds to its type with valid parameters. Changes nothing;
+        returns the bound resources (for `reconfigure` of the same configuration)."""
         if not any(n.name == self.node for n in config.nodes):
             raise ConfigError(f"nodes: this node ({self.node}) is not in the new configuration")
-        bind_members(config, self.registry)
+        return bind_members(config, self.registry)
 
     def next_config(self) -> ClusterConfig:
         """The configuration the next cycle runs with: one accepted but not yet applied,

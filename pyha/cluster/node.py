@@ -34,7 +34,7 @@ from pyha.model.status import Role, View
 from pyha.quorum import Tiebreaker, decide, setup_problems
 from pyha.resources.registry import Registry
 from pyha.scheduler import schedule
-from pyha.server import ClusterServer
+from pyha.server import ClusterServer, Member
 
 log = logging.getLogger("pyha.cluster")
 
@@ -706,13 +706,14 @@ class ClusterNode:
                 term, base = self.election.term, self.config
             made = ch.apply_change(base, change)
             new = made.model_copy(update={"epoch": max(base.epoch, self._epoch_seen) + 1})
+            members: dict[str, Member] | None
             try:
-                self._check(new)
+                members = self._check(new)
             except ConfigError as exc:
                 raise ch.invalid_config(change, exc) from None
             if self.source is not None:  # the directory holds it durably, and sets the epoch
-                new = self._write_directory(change)
-            acked = self._spread(new, term, f"{change.describe()} (coordinator)")
+                new, members = self._write_directory(change), None
+            acked = self._spread(new, term, f"{change.describe()} (coordinator)", members)
         votes = sum(base_votes for n, base_votes in _votes(base).items() if n in acked)
         total = sum(_votes(base).values())
         if votes * 2 <= total and self.source is None:
@@ -726,20 +727,21 @@ class ClusterNode:
         return ChangeResult(change=change.describe(), epoch=new.epoch, coordinator=self.node,
                             acked=tuple(sorted(acked)))
 
-    def _check(self, config: ClusterConfig) -> None:
+    def _check(self, config: ClusterConfig) -> dict[str, Member]:
         """ConfigError unless the cluster can run `config` safely and this node can bind
-        every resource of it."""
+        every resource of it; the bound resources."""
         problems = _setup_problems(config, self.node, self.witness is not None)
         if problems:
             raise ConfigError("the cluster could not run safely", tuple(problems))
-        self.local.check(config)
+        return self.local.check(config)
 
-    def _spread(self, config: ClusterConfig, term: int, why: str) -> list[str]:
+    def _spread(self, config: ClusterConfig, term: int, why: str,
+                members: dict[str, Member] | None = None) -> list[str]:
         """Write `config` here, send it to every live member and adopt it; the nodes that
         have it on disk."""
         self.store.save(config)
         acked = [self.node, *self._replicate(config, term)]
-        self._adopt(config, why)
+        self._adopt(config, why, members)
         self._wake.set()
         return acked
 
@@ -765,13 +767,14 @@ class ClusterNode:
             return
         with self._commit_lock:
             try:
-                self._check(newest)
+                members = self._check(newest)
             except ConfigError as exc:
                 log.error("directory configuration epoch %d refused; the cluster keeps epoch "
                           "%d: %s", newest.epoch, self.config.epoch, exc)
                 self._refused = mark
                 return
-            acked = self._spread(newest, term, f"from the directory {self.source.name}")
+            acked = self._spread(newest, term, f"from the directory {self.source.name}",
+                                 members)
         log.info("configuration epoch %d from the directory, on disk on %s", newest.epoch,
                  ", ".join(sorted(acked)))
 
@@ -820,18 +823,19 @@ class ClusterNode:
             with self._commit_lock:
                 if config_digest(config) == config_digest(self.config):
                     return {"ok": True, "epoch": config.epoch}
-                self.local.check(config)
+                members = self.local.check(config)
                 self.store.save(config)
-                self._adopt(config, f"from the coordinator {caller}")
+                self._adopt(config, f"from the coordinator {caller}", members)
         except ConfigError as exc:
             log.error("configuration epoch from %s refused: %s", caller, exc)
             return {"ok": False, "reason": str(exc)}
         return {"ok": True, "epoch": config.epoch}
 
-    def _adopt(self, config: ClusterConfig, source: str) -> None:
+    def _adopt(self, config: ClusterConfig, source: str,
+               members: dict[str, Member] | None = None) -> None:
         """Run with `config` from now on: resources through the local server (at the next
         tick), membership, votes, peers and fence devices here."""
-        self.local.reconfigure(config)
+        self.local.reconfigure(config, members)
         with self._lock:
             old = self.config
             self.config, self.options = config, config.cluster

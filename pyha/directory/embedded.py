@@ -77,8 +77,9 @@ class ConfigStore:
 
     def save(self, config: ClusterConfig) -> None:
         """Write `config` durably: when this returns, it survives a crash or power loss."""
+        # No indent: json's fast C encoder only runs without one (10,000 resources).
         body = json.dumps({"format": FORMAT, "config": config.model_dump(mode="json")},
-                          indent=1, sort_keys=True).encode()
+                          sort_keys=True, separators=(",", ":")).encode()
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             temporary = self.path.with_name(f".{self.path.name}.tmp")

@@ -96,6 +96,8 @@ class Registry:
 
     def __init__(self) -> None:
         self._agents: dict[str, Agent] = {}
+        self._short: dict[str, list[Agent]] | None = None
+        """Agents by short type name, built on first use after a registration."""
         self.errors: list[RegistrationError] = []
 
     @classmethod
@@ -136,6 +138,7 @@ class Registry:
                 f"duplicate resource type; already registered from {self._agents[full].origin}",
             )
         self._agents[full] = agent
+        self._short = None  # rebuilt at the next lookup by short name
 
     def agents(self) -> list[Agent]:
         """Every registered agent, sorted by full name."""
@@ -151,7 +154,12 @@ class Registry:
         """The agent for a full name, or a short type name that only one agent has."""
         if name in self._agents:
             return self._agents[name]
-        matches = [a for a in self.agents() if name.count(":") == 0 and a.short_name == name]
+        if self._short is None:  # one pass per registry, not one per resource bound
+            short: dict[str, list[Agent]] = {}
+            for agent in self.agents():
+                short.setdefault(agent.short_name, []).append(agent)
+            self._short = short
+        matches = self._short.get(name, []) if ":" not in name else []
         if len(matches) == 1:
             return matches[0]
         if matches:
