@@ -344,7 +344,7 @@ def _serve_cluster(directory: LdapDirectory, config: ClusterConfig, boot: Bootst
     from pyha.resources.java import read_ldap_directory
 
     name = node or boot.node
-    source = DirectorySource(directory)
+    source = DirectorySource(directory, actor=f"pyha-coordinator@{name}")
     registry = _registry(config, plugin_paths)
     srv = _cluster_node(config, registry, name, state, key, source=source)
     read_ldap_directory(registry.agents(), directory.settings, directory.layout)  # for JNDI

@@ -772,9 +772,12 @@ class ClusterNode:
                 log.error("directory configuration epoch %d refused; the cluster keeps epoch "
                           "%d: %s", newest.epoch, self.config.epoch, exc)
                 self._refused = mark
+                self.source.audit.rejection(newest, exc)
                 return
+            old = self.config
             acked = self._spread(newest, term, f"from the directory {self.source.name}",
                                  members)
+        self.source.audit.applied(old, newest)
         log.info("configuration epoch %d from the directory, on disk on %s", newest.epoch,
                  ", ".join(sorted(acked)))
 

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 
 from pyha.clock import Clock, MonotonicClock
-from pyha.directory.link import StatusWriter
+from pyha.directory.link import Auditor, StatusWriter
 from pyha.directory.records import StatusRecord
 from pyha.directory.store import Directory, Watch
 from pyha.errors import ConfigError, DirectoryError
@@ -49,9 +49,11 @@ class DirectorySource:
     """
 
     def __init__(self, directory: Directory, *, on_change: Callable[[], None] | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, actor: str = "pyha-coordinator") -> None:
         self.directory = directory
         self.clock = clock or MonotonicClock()
+        self.audit = Auditor(directory, actor, self.clock)
+        """The coordinator audits what it applies from the directory, and what it refuses."""
         self.on_change = on_change
         self.latest: ClusterConfig | None = None
         self.status = StatusWriter(directory, self.clock)

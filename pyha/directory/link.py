@@ -149,6 +149,60 @@ def status_records(server: ClusterServer) -> list[StatusRecord]:
     return records
 
 
+class Auditor:
+    """Writes audit records of configurations applied from, or refused from, a directory:
+    one record per changed item, with who changed it (the entry's modifiersName) and
+    when; the newest AUDIT_KEEP records are kept."""
+
+    def __init__(self, directory: Directory, actor: str, clock: Clock) -> None:
+        self.directory = directory
+        self.actor = actor
+        self.clock = clock
+        self._written = 0
+
+    def applied(self, old: ClusterConfig, new: ClusterConfig) -> None:
+        """Audit the changes from `old` to `new`, which is now in force."""
+        changes = diff_configs(old, new)
+        now = self.clock.wall()
+        records = [self._one(change, new.epoch, now) for change in changes[:AUDIT_ITEMS]]
+        if len(changes) > AUDIT_ITEMS:
+            records.append(AuditRecord.new(
+                now, self.actor, "apply", epoch=new.epoch,
+                changes=(f"and {len(changes) - AUDIT_ITEMS} more changes",)))
+        for record in records:
+            self.write(record)
+
+    def _one(self, change: Change, epoch: int, now: float) -> AuditRecord:
+        origin = None
+        try:
+            origin = self.directory.origin(change)
+        except DirectoryError as exc:
+            log.debug("cannot read who changed %s: %s", change.describe(), exc)
+        who = origin.who if origin else "unknown"
+        when = origin.when if origin and origin.when else now
+        subject = _subject(self.directory, change)
+        text = f"{change.describe()}; applied by {self.actor} (epoch {epoch})"
+        return AuditRecord.new(when, who, change.action, subjects=(subject,),
+                               changes=(text,), epoch=epoch)
+
+    def rejection(self, config: ClusterConfig | None, exc: ConfigError) -> None:
+        """Audit a configuration that was refused, with the reasons."""
+        epoch = config.epoch if config else None
+        self.write(AuditRecord.new(self.clock.wall(), self.actor, "reject", epoch=epoch,
+                                   changes=tuple(exc.problems)[:AUDIT_ITEMS]))
+
+    def write(self, record: AuditRecord) -> None:
+        """Write one record (a failure is logged, never raised)."""
+        try:
+            self.directory.write_audit(record)
+            self._written += 1
+            prune = getattr(self.directory, "prune_audit", None)
+            if prune is not None and self._written % AUDIT_PRUNE == 0:
+                prune(AUDIT_KEEP)
+        except DirectoryError as exc:
+            log.warning("cannot write the audit record of %s: %s", record.action, exc)
+
+
 class DirectoryLink:
     """Connects one cluster server to the directory that holds its configuration.
 
@@ -164,11 +218,11 @@ class DirectoryLink:
         self.clock = clock or MonotonicClock()
         self.actor = f"pyha-server@{server.node}"
         self.status = StatusWriter(directory, self.clock, interval)
+        self.audit = Auditor(directory, self.actor, self.clock)
         self.buffer = self.status.buffer
         self.applied = 0
         self.rejected = 0
         self._watch: Watch | None = None
-        self._audits = 0
 
     def start(self) -> None:
         """Watch the directory and start writing status."""
@@ -191,59 +245,19 @@ class DirectoryLink:
     def config_changed(self, config: ClusterConfig) -> None:
         """A new valid configuration from the directory: hand it to the server, audit it."""
         old = self.server.config
-        changes = diff_configs(old, config)
         try:
             self.server.reconfigure(config)
         except ConfigError as exc:
             self.rejected += 1
-            self._audit_rejection(config, exc)
+            self.audit.rejection(config, exc)
             return
         self.applied += 1
-        self._audit_changes(changes, config.epoch)
+        self.audit.applied(old, config)
 
     def config_rejected(self, exc: ConfigError) -> None:
         """The directory holds a configuration that does not load: audit why."""
         self.rejected += 1
-        self._audit_rejection(None, exc)
-
-    def _audit_changes(self, changes: list[Change], epoch: int) -> None:
-        now = self.clock.wall()
-        records = [self._audit_one(change, epoch, now) for change in changes[:AUDIT_ITEMS]]
-        if len(changes) > AUDIT_ITEMS:
-            records.append(AuditRecord.new(
-                now, self.actor, "apply", epoch=epoch,
-                changes=(f"and {len(changes) - AUDIT_ITEMS} more changes",)))
-        for record in records:
-            self._write_audit(record)
-
-    def _audit_one(self, change: Change, epoch: int, now: float) -> AuditRecord:
-        origin = None
-        try:
-            origin = self.directory.origin(change)
-        except DirectoryError as exc:
-            log.debug("cannot read who changed %s: %s", change.describe(), exc)
-        who = origin.who if origin else "unknown"
-        when = origin.when if origin and origin.when else now
-        subject = _subject(self.directory, change)
-        text = f"{change.describe()}; applied by {self.actor} (epoch {epoch})"
-        return AuditRecord.new(when, who, change.action, subjects=(subject,),
-                               changes=(text,), epoch=epoch)
-
-    def _audit_rejection(self, config: ClusterConfig | None, exc: ConfigError) -> None:
-        epoch = config.epoch if config else None
-        self._write_audit(AuditRecord.new(
-            self.clock.wall(), self.actor, "reject", epoch=epoch,
-            changes=tuple(exc.problems)[:AUDIT_ITEMS]))
-
-    def _write_audit(self, record: AuditRecord) -> None:
-        try:
-            self.directory.write_audit(record)
-            self._audits += 1
-            prune = getattr(self.directory, "prune_audit", None)
-            if prune is not None and self._audits % AUDIT_PRUNE == 0:
-                prune(AUDIT_KEEP)
-        except DirectoryError as exc:
-            log.warning("cannot write the audit record of %s: %s", record.action, exc)
+        self.audit.rejection(None, exc)
 
     def flush(self) -> None:
         """Write the status records that are due now."""

@@ -62,6 +62,9 @@ def test_a_cluster_on_ldap_writes_status_and_follows_an_ldapadd(
     slapd_server.ldap_tool("ldapadd", text=ldif)  # straight into LDAP, not through pyha
     wait_for(lambda: cluster.running_on() == [target], 40, f"the group moves to {target}",
              cluster)
+    audit = directory.read_audit()  # the coordinator says who changed what
+    assert any("prefer-target" in " ".join(a.subjects) and
+               a.actor.lower() == slapd_server.bind_dn.lower() for a in audit), audit
     epoch = directory.load().epoch
     wait_for(lambda: all((s := ConfigStore(cluster.state_dir(n)).load()) is not None
                          and s.epoch == epoch for n in cluster.nodes), 20,
