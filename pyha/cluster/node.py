@@ -45,6 +45,8 @@ STARTUP_GRACE = 10
 """In units of dead_after: how long after its own start a node waits for a peer it has
 never heard to join before it fences that peer (the peer may be booting; Pacemaker's
 dc-deadtime plays this part)."""
+ELECTION_MIN, ELECTION_MAX = 0.1, 0.6
+"""The election timeout's range, in units of dead_after."""
 LEAVE_TIMEOUT = 60.0
 """How long a node shutting down waits for the coordinator to move its groups away."""
 
@@ -269,8 +271,11 @@ class ClusterNode:
                 self._elector.start()
 
     def _election_timeout(self) -> float:
-        # Randomised so that two nodes rarely stand at once.
-        return self.options.dead_after * (1.0 + random.random())
+        """How long after a coordinator's lease ran out (or a round failed) this node
+        stands: randomised over half a `dead_after`, so two nodes rarely stand at once,
+        yet a lost coordinator is replaced within about 0.1-0.6 x dead_after of its
+        lease (voters refuse anyone while they still honour that lease)."""
+        return self.options.dead_after * random.uniform(ELECTION_MIN, ELECTION_MAX)
 
     def _elect(self) -> None:
         with self._lock:
