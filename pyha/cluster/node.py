@@ -21,6 +21,7 @@ from pyha.cluster.state import NodeState
 from pyha.cluster.view import NodeReport, build_view
 from pyha.directory.embedded import ConfigStore, from_json, newest
 from pyha.directory.embedded import digest as config_digest
+from pyha.directory.records import NodeStatusRecord
 from pyha.directory.witness import Witness
 from pyha.errors import AdminError, ConfigError, DirectoryError, PyhaError
 from pyha.fencing import FenceDevice
@@ -502,12 +503,23 @@ class ClusterNode:
         self.last_view = view
         if self.source is not None:
             self.source.offer_status(view)
+            self.source.offer_nodes(self._node_records())
         transition = schedule(self.config, view, self.clock.wall())
         line = self._decide(f"term {term}: {transition.summary}")
         outcome = self._dispatch(transition, term)
         if outcome:
             log.info("term %d: %s", term, outcome)
         return line
+
+    def _node_records(self) -> list[NodeStatusRecord]:
+        """Each node's liveness as status records (last seen in wall-clock time)."""
+        now, wall = self.clock.now(), self.clock.wall()
+        with self._lock:
+            seen = self.detector.liveness(now)
+        return [NodeStatusRecord(node=s.node, online=s.alive,
+                                 last_seen=None if s.last_heard is None
+                                 else wall - (now - s.last_heard))
+                for s in seen]
 
     def _gather(self, online: frozenset[str], probe: bool) -> dict[str, NodeReport] | None:
         reports = {self.node: self.report(probe)}

@@ -18,13 +18,16 @@ from collections.abc import Callable
 
 from pyha.clock import Clock, MonotonicClock
 from pyha.directory.link import Auditor, StatusWriter
-from pyha.directory.records import StatusRecord
+from pyha.directory.records import NodeStatusRecord, StatusRecord
 from pyha.directory.store import Directory, Watch
 from pyha.errors import ConfigError, DirectoryError
 from pyha.model.config import ClusterConfig
 from pyha.model.status import View
 
 log = logging.getLogger("pyha.directory")
+
+NODE_STATUS_EVERY = 10.0
+"""Seconds between two writes of a node's last-seen time while it stays up or down."""
 
 
 def view_records(view: View) -> list[StatusRecord]:
@@ -57,6 +60,9 @@ class DirectorySource:
         self.on_change = on_change
         self.latest: ClusterConfig | None = None
         self.status = StatusWriter(directory, self.clock)
+        self.status.also = self._flush_nodes
+        self._nodes: dict[str, NodeStatusRecord] = {}
+        self._nodes_written: dict[str, tuple[bool, float]] = {}
         self._lock = threading.Lock()
         self._watch: Watch | None = None
 
@@ -108,6 +114,30 @@ class DirectorySource:
     def offer_status(self, view: View) -> None:
         """The coordinator's latest view, to be written under ou=status."""
         self.status.buffer.offer(view_records(view))
+
+    def offer_nodes(self, records: list[NodeStatusRecord]) -> None:
+        """Every node as the coordinator sees it now, for its cn=<node> status entry."""
+        with self._lock:
+            self._nodes = {r.node: r for r in records}
+
+    def _flush_nodes(self) -> None:
+        """Write a node's entry when it went up or down, else at most every
+        NODE_STATUS_EVERY seconds (its last-seen time moves on all the time)."""
+        now = self.clock.now()
+        with self._lock:
+            due = [r for r in self._nodes.values()
+                   if (last := self._nodes_written.get(r.node)) is None or last[0] != r.online
+                   or now - last[1] >= NODE_STATUS_EVERY]
+        if not due:
+            return
+        try:
+            self.directory.write_node_status(due)
+        except DirectoryError as exc:
+            log.debug("cannot write node status to %s: %s", self.name, exc)
+            return
+        with self._lock:
+            for record in due:
+                self._nodes_written[record.node] = (record.online, now)
 
     # -- the watch ------------------------------------------------------------------------
 

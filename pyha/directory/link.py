@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pyha.clock import Clock, MonotonicClock
@@ -86,6 +86,8 @@ class StatusWriter:
         self.directory = directory
         self.clock = clock
         self.buffer = StatusBuffer(interval)
+        self.also: Callable[[], None] | None = None
+        """Called after each flush from the writer's thread (more status to write)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pyha-status-writer",
                                         daemon=True)
@@ -106,6 +108,8 @@ class StatusWriter:
         while not self._stop.wait(min(0.2, self.buffer.interval / 2)):
             try:
                 self.flush()
+                if self.also is not None:
+                    self.also()
             except Exception:  # a loop boundary: keep writing status
                 log.exception("writing status failed")
 

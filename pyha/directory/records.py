@@ -31,6 +31,16 @@ class StatusRecord(Record):
     message: str = ""
 
 
+class NodeStatusRecord(Record):
+    """Whether a node is a live member, and when it was last heard, as the coordinator
+    sees it (the attributes of its cn=<node> entry under ou=status)."""
+
+    node: str
+    online: bool
+    last_seen: float | None = None
+    """Wall-clock seconds."""
+
+
 class AuditRecord(Record):
     """Who changed what, when; `id` orders records by time and keeps them unique."""
 

@@ -28,7 +28,7 @@ from pyha.directory.codecs import (
     TIME,
     Attr,
 )
-from pyha.directory.records import AuditRecord, StatusRecord
+from pyha.directory.records import AuditRecord, NodeStatusRecord, StatusRecord
 from pyha.directory.tree import (
     ClusterNotFound,
     Entry,
@@ -377,6 +377,18 @@ AUDIT_ATTRS = (
     Attr("subjects", "pyhaSubject", ORDERED), Attr("changes", "pyhaChange", ORDERED),
     Attr("epoch", "pyhaEpoch", INTEGER),
 )
+
+
+NODE_STATUS_ATTRS = (Attr("online", "pyhaOnline", BOOLEAN),
+                     Attr("last_seen", "pyhaLastSeen", TIME))
+
+
+def node_status_from_entry(entry: Entry) -> NodeStatusRecord:
+    """A node's status from its cn=<node> entry under ou=status."""
+    data = _decode(entry, NODE_STATUS_ATTRS)
+    data["node"] = rdn_value(entry.dn)
+    data.setdefault("online", False)
+    return _build(NodeStatusRecord, data, entry, NODE_STATUS_ATTRS)  # type: ignore[no-any-return]
 
 
 def status_from_entry(entry: Entry) -> StatusRecord:

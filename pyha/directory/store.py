@@ -17,14 +17,16 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from pyha.directory import edits
+from pyha.directory.codecs import format_time
 from pyha.directory.diff import Change
-from pyha.directory.records import AuditRecord, StatusRecord
+from pyha.directory.records import AuditRecord, NodeStatusRecord, StatusRecord
 from pyha.directory.schema import (
     STATUS_ATTRS,
     audit_from_entry,
     audit_to_entry,
     config_and_provenance,
     config_to_entries,
+    node_status_from_entry,
     status_from_entry,
     status_to_entry,
 )
@@ -121,6 +123,14 @@ class Directory(ABC):
     @abstractmethod
     def read_status(self) -> list[StatusRecord]:
         """Every status record."""
+
+    @abstractmethod
+    def write_node_status(self, records: Iterable[NodeStatusRecord]) -> None:
+        """Set each node's online flag and last-seen time (its cn=<node> status entry)."""
+
+    @abstractmethod
+    def read_node_status(self) -> list[NodeStatusRecord]:
+        """Every node's status."""
 
     @abstractmethod
     def write_audit(self, record: AuditRecord) -> None:
@@ -374,6 +384,21 @@ class EntryStore(Directory):
         """Every status record; unreadable entries are logged and skipped."""
         return sorted(_parsed(self._records("status", "pyhaResourceStatus"), status_from_entry),
                       key=lambda r: (r.node, r.resource))
+
+    def write_node_status(self, records: Iterable[NodeStatusRecord]) -> None:
+        """Update each node's cn=<node> entry under ou=status."""
+        with self._batch():
+            for record in records:
+                self._status_node(record.node)
+                online = "TRUE" if record.online else "FALSE"
+                changes = {"pyhaOnline": [online], "pyhaLastSeen": (
+                    [format_time(record.last_seen)] if record.last_seen is not None else [])}
+                self._modify(self.layout.status_node_dn(record.node), changes)
+
+    def read_node_status(self) -> list[NodeStatusRecord]:
+        """Every node's status; unreadable entries are logged and skipped."""
+        return sorted(_parsed(self._records("status", "pyhaNodeStatus"),
+                              node_status_from_entry), key=lambda r: r.node)
 
     def write_audit(self, record: AuditRecord) -> None:
         """Add one audit entry."""

@@ -52,6 +52,9 @@ def test_a_cluster_on_ldap_writes_status_and_follows_an_ldapadd(
                    for r in directory.read_status())
 
     wait_for(status_says_started, 30, "ou=status shows the group where it runs", cluster)
+    wait_for(lambda: [(r.node, r.online) for r in directory.read_node_status()] ==
+             [(n, True) for n in cluster.nodes], 30, "ou=status shows every node online",
+             cluster)
     found = slapd_server.ldap_tool("ldapsearch", "-LLL", "-b",
                                    f"ou=status,{directory.layout.cluster_dn}", "(cn=*)")
     assert "guard" in found.stdout and where in found.stdout

@@ -12,7 +12,7 @@ import pytest
 
 from pyha.directory.diff import Change
 from pyha.directory.ldif import parse_ldif, write_ldif
-from pyha.directory.records import AuditRecord, StatusRecord
+from pyha.directory.records import AuditRecord, NodeStatusRecord, StatusRecord
 from pyha.directory.store import ConcurrentChange, EntryStore
 from pyha.directory.transfer import config_from_ldif
 from pyha.directory.tree import ClusterNotFound
@@ -139,6 +139,22 @@ def test_status_and_audit_records(backend: Backend) -> None:
         d.write_audit(AuditRecord.new(1_767_225_600.0 + i, "tester", "modify",
                                       changes=(f"change {i}",)))
     assert [r.changes[0] for r in d.read_audit(limit=2)] == ["change 1", "change 2"]
+    assert d.load() == small(d.layout.cluster).model_copy(update={"epoch": 1})
+
+
+def test_node_status_records(backend: Backend) -> None:
+    d = backend.directory
+    d.replace(small(d.layout.cluster))
+    d.write_status([StatusRecord(resource="a", node="n1", role=Role.STARTED)])
+    d.write_node_status([NodeStatusRecord(node="n1", online=True, last_seen=1_767_225_600.25),
+                         NodeStatusRecord(node="n2", online=False)])
+    assert d.read_node_status() == [
+        NodeStatusRecord(node="n1", online=True, last_seen=1_767_225_600.25),
+        NodeStatusRecord(node="n2", online=False)]
+    d.write_node_status([NodeStatusRecord(node="n1", online=False, last_seen=1_767_225_700.0)])
+    assert d.read_node_status()[0] == NodeStatusRecord(node="n1", online=False,
+                                                       last_seen=1_767_225_700.0)
+    assert [r.resource for r in d.read_status()] == ["a"]  # resource entries untouched
     assert d.load() == small(d.layout.cluster).model_copy(update={"epoch": 1})
 
 
