@@ -91,3 +91,35 @@ def test_configuration_commands_against_a_running_cluster(admins: Admins,
         assert done.returncode == 0, done.stderr
     missing = run(admins, "n1", alice, "group", "show", "side")
     assert missing.returncode == 1 and "no group named 'side'" in missing.stderr
+
+
+def test_reading_and_operating_commands_against_a_running_cluster(admins: Admins) -> None:
+    c = admins.cluster
+    wait_for(admins.settled, 60, "every node reports the group running", c)
+    alice = admins.alice
+    shown = run(admins, "n2", alice, "status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    where = report["groups"][0]["node"]
+    assert report["coordinator"] and [m for m in report["members"]] == ["n1", "n2", "n3"]
+    table = run(admins, "n3", alice, "status")
+    assert table.returncode == 0 and "svc" in table.stdout and "guard" in table.stdout
+    assert "svc" in run(admins, "n1", alice, "explain", "--group", "svc").stdout
+    history = run(admins, "n1", alice, "history", "guard", "--json")
+    assert any(h["operation"] == "start" and h["node"] == where
+               for h in json.loads(history.stdout))
+    cleaned = run(admins, "n3", alice, "cleanup", "guard")
+    assert cleaned.returncode == 0 and "cleaned up guard on n1, n2, n3" in cleaned.stdout
+    assert run(admins, "n2", alice, "whoami").stdout.strip() == "alice (operator) on n2"
+    other = next(n for n in c.nodes if n != where)
+    assert run(admins, other, alice, "node", "standby", where).returncode == 0
+    wait_for(lambda: (r := admins.status(other)) is not None
+             and r.groups[0].node not in (None, where), 40, "the group leaves", c)
+    assert run(admins, other, alice, "node", "online", where).returncode == 0
+    assert run(admins, "n1", alice, "maintenance", "on").returncode == 0
+    assert json.loads(run(admins, "n3", alice, "status", "--json").stdout)["maintenance"]
+    assert run(admins, "n1", alice, "maintenance", "off").returncode == 0
+    audit = run(admins, other, alice, "audit", "--json")
+    assert {"standby", "online"} <= {a["method"] for a in json.loads(audit.stdout)}
+    refused = run(admins, "n1", admins.root, "status", "--connect", "127.0.0.1:1")
+    assert refused.returncode == 3  # nothing listens there
