@@ -343,6 +343,15 @@ class ClusterServer:
         return ServerStatus(node=self.node, cycle=self._cycle, resources=tuple(reports),
                             groups=self._group_states(), decision=self._last_line)
 
+    @property
+    def decision(self) -> str:
+        """The last cycle's decision line ("" before the first cycle)."""
+        return self._last_line
+
+    def last_operation(self, resource: str) -> OperationResult | None:
+        """The most recent operation of `resource` here, if any ran."""
+        return self.history.last(resource)
+
     # -- internals ----------------------------------------------------------------------
 
     def _failure_timeout(self, resource: str) -> float:

@@ -144,9 +144,13 @@ class AdminClient:
         """The answering node, and this client's name and role as it sees them."""
         return Whoami.model_validate(self.call("whoami"))
 
-    def status(self) -> StatusReport:
-        """Nodes, coordinator, term, quorum, groups, resources and timing."""
-        return StatusReport.model_validate(self.call("status"))
+    def status(self, full: bool = False) -> StatusReport:
+        """Nodes, coordinator, term, quorum, groups, timing, and resources: every one when
+        `full` or when the cluster has at most 200, else only those that are not as they
+        should be (`omitted` counts the others)."""
+        # `full` travels only when set, so that an older node still answers the default
+        answer = self.call("status", full=True) if full else self.call("status")
+        return StatusReport.model_validate(answer)
 
     def explain(self, group: str | None = None) -> Explanation:
         """Why each group (or `group`) is where it is."""

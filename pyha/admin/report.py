@@ -3,19 +3,23 @@ builds them from a snapshot of a cluster server (no I/O, no clock reads)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from pyha.model.config import ClusterConfig, Group
+from pyha.model.config import ClusterConfig, Group, TargetRole
 from pyha.model.status import Role, View
 from pyha.resources.spi import OcfCode, OperationResult
 from pyha.scheduler import Plan
 from pyha.scheduler.explain import explain as explain_text
 
 _ACTIVE = (Role.STARTED, Role.PROMOTED)
+LEAN_ABOVE = 200
+"""A status lists every resource up to this many; above, unless asked in full, only the
+resources that are not as they should be (so that 10,000 resources stay readable and fast)."""
 
 
 class Report(BaseModel):
@@ -98,6 +102,11 @@ class StatusReport(Report):
     nodes: tuple[NodeRow, ...]
     groups: tuple[GroupRow, ...]
     resources: tuple[ResourceRow, ...]
+    omitted: int = 0
+    """How many resources `resources` leaves out because they are as they should be
+    (a status of more than LEAN_ABOVE resources not asked in full); 0: all are listed."""
+    roles: dict[str, int] = Field(default_factory=dict)
+    """How many resources have each role (listed or not): started, stopped, failed..."""
 
 
 class PlacementRow(Report):
@@ -210,11 +219,15 @@ class _Seen:
     roles: dict[str, dict[str, Role]] = field(default_factory=dict)
     messages: dict[str, list[str]] = field(default_factory=dict)
     failures: dict[str, dict[str, int]] = field(default_factory=dict)
+    known: set[str] = field(default_factory=set)
+    """Resources some node has probed (a role other than unknown)."""
 
     @classmethod
     def of(cls, view: View) -> _Seen:
         seen = cls()
         for s in view.resources:
+            if s.role is not Role.UNKNOWN:
+                seen.known.add(s.resource)
             if s.role in (Role.STOPPED, Role.UNKNOWN):
                 continue
             seen.roles.setdefault(s.resource, {})[s.node] = s.role
@@ -225,39 +238,127 @@ class _Seen:
         return seen
 
 
-def build_status(snap: Snapshot, plan: Plan | None) -> StatusReport:
-    """The status answer from a snapshot and, when available, the plan that explains it."""
-    options = snap.config.cluster
-    timing = Timing(
-        heartbeat_interval=options.heartbeat_interval, dead_after=options.dead_after,
-        lease=options.dead_after, cycle_interval=options.cycle_interval,
-        detection_worst=options.dead_after + options.heartbeat_interval,
-        failover_formula="failover = dead_after + heartbeat_interval + fencing + the "
-                         "group's start times")
-    seen = _Seen.of(snap.view)
-    notes: dict[str, list[str]] = {}
-    for note in plan.transition.notes if plan else ():
-        notes.setdefault(note.subject, []).append(note.text)
-    return StatusReport(
-        cluster=options.name, answered_by=snap.node, mode=snap.mode, epoch=snap.config.epoch,
-        coordinator=snap.coordinator, term=snap.term, quorum=snap.view.quorum,
-        members=tuple(sorted(snap.members)), maintenance=options.maintenance,
-        decision=snap.decision, view_from=snap.view_from, at=snap.now, timing=timing,
-        nodes=tuple(_node_row(snap, n.name, n.votes) for n in snap.config.nodes),
-        groups=tuple(_group_row(snap, seen, plan, notes, g, detection=timing.detection_worst)
-                     for g in snap.config.groups),
-        resources=tuple(_resource_row(snap, seen, g.name, r.name)
-                        for g, r in snap.config.resources()),
-    )
+@dataclass(frozen=True)
+class StatusBody:
+    """The part of a status that follows from the configuration, the view and the plan
+    alone: built once and reused while none of them changes (rows are built without
+    validation: their inputs are pyha's own checked models).
+
+    Invariant: `resources` holds one row per configured resource, in configuration
+    order, each without its last operation; `troubled` names the rows that are not as
+    the plan wants them (listed even in a lean status).
+    """
+
+    timing: Timing
+    groups: tuple[GroupRow, ...]
+    resources: tuple[ResourceRow, ...]
+    troubled: frozenset[str]
+    roles: dict[str, int]
+
+    @classmethod
+    def of(cls, snap: Snapshot, plan: Plan | None) -> StatusBody:
+        """The body for `snap` explained by `plan` (every row counts as troubled when
+        there is no plan to say what should be)."""
+        options = snap.config.cluster
+        timing = Timing(
+            heartbeat_interval=options.heartbeat_interval, dead_after=options.dead_after,
+            lease=options.dead_after, cycle_interval=options.cycle_interval,
+            detection_worst=options.dead_after + options.heartbeat_interval,
+            failover_formula="failover = dead_after + heartbeat_interval + fencing + the "
+                             "group's start times")
+        seen = _Seen.of(snap.view)
+        notes: dict[str, list[str]] = {}
+        for note in plan.transition.notes if plan else ():
+            notes.setdefault(note.subject, []).append(note.text)
+        groups = tuple(_group_row(snap, seen, plan, notes, g, detection=timing.detection_worst)
+                       for g in snap.config.groups)
+        rows: list[ResourceRow] = []
+        troubled: set[str] = set()
+        roles: dict[str, int] = {}
+        for g in snap.config.groups:
+            wanted = _wanted(plan, g)
+            for r in g.resources:
+                row = _resource_row(snap, seen, g.name, r.name)
+                rows.append(row)
+                roles[row.role] = roles.get(row.role, 0) + 1
+                if wanted is None or not _as_it_should_be(row, seen, r.meta.target_role,
+                                                          wanted):
+                    troubled.add(row.name)
+        return cls(timing=timing, groups=groups, resources=tuple(rows),
+                   troubled=frozenset(troubled), roles=roles)
+
+    def report(self, snap: Snapshot, *, full: bool = True) -> StatusReport:
+        """The status answer: this body with the snapshot's moment, membership and last
+        operations; every resource when `full` or when there are at most LEAN_ABOVE,
+        else only the troubled ones."""
+        rows = self.resources
+        if not full and len(rows) > LEAN_ABOVE:
+            rows = tuple(r for r in rows if r.name in self.troubled)
+        last = snap.last_operations
+        listed = tuple(_with_last(r, last.get(r.name, "")) for r in rows)
+        return StatusReport.model_construct(
+            cluster=snap.config.cluster.name, answered_by=snap.node, mode=snap.mode,
+            epoch=snap.config.epoch, coordinator=snap.coordinator, term=snap.term,
+            quorum=snap.view.quorum, members=tuple(sorted(snap.members)),
+            maintenance=snap.config.cluster.maintenance, decision=snap.decision,
+            view_from=snap.view_from, at=snap.now, timing=self.timing,
+            nodes=tuple(_node_row(snap, n.name, n.votes) for n in snap.config.nodes),
+            groups=self.groups, resources=listed,
+            omitted=len(self.resources) - len(listed), roles=dict(self.roles))
+
+
+def build_status(snap: Snapshot, plan: Plan | None, *, full: bool = True) -> StatusReport:
+    """The status answer from a snapshot and, when available, the plan that explains it
+    (every resource when `full`, else see StatusBody.report)."""
+    return StatusBody.of(snap, plan).report(snap, full=full)
+
+
+def next_change(config: ClusterConfig, view: View, now: float) -> float:
+    """The first moment after `now` at which the plan for `config` and `view` may change
+    with the time alone: a move (or other constraint) expiring, or a failure no longer
+    counting after its resource's failure timeout (inf when none is ahead)."""
+    times = [expires for c in config.constraints
+             if (expires := getattr(c, "expires", None)) is not None and expires > now]
+    timeouts = {r.name: r.meta.failure_timeout for _, r in config.resources()} \
+        if view.failures else {}
+    for f in view.failures:
+        timeout = timeouts.get(f.resource)
+        # 1 ms early: the scheduler compares `now - last_failure`, rounded differently
+        if not f.fatal and timeout and f.last_failure + timeout > now:
+            times.append(f.last_failure + timeout - 0.001)
+    return min(times, default=math.inf)
+
+
+def _wanted(plan: Plan | None, group: Group) -> str | bool | None:
+    """Where the plan wants `group`'s members: a node, False (stopped), None (no plan)."""
+    if plan is None:
+        return None
+    placement = plan.placements.get(group.name)
+    if placement is None or group.meta.target_role is TargetRole.STOPPED:
+        return False
+    return placement.node or False
+
+
+def _as_it_should_be(row: ResourceRow, seen: _Seen, target: TargetRole,
+                     wanted: str | bool) -> bool:
+    """True when `row` runs where (and as) the plan wants it, unfailed, or is known to be
+    stopped where the plan wants it stopped."""
+    if row.fail_counts:
+        return False
+    if not isinstance(wanted, str) or target is TargetRole.STOPPED:
+        return row.role == Role.STOPPED.value and row.name in seen.known
+    role = Role.PROMOTED if target is TargetRole.PROMOTED else Role.STARTED
+    return row.node == wanted and row.role == role.value
 
 
 def _node_row(snap: Snapshot, name: str, votes: int) -> NodeRow:
     seen = snap.view.node_status(name)
     configured = snap.config.node(name)
-    return NodeRow(name=name, online=seen.online if seen else name in snap.members,
-                   standby=seen.standby if seen else configured.standby,
-                   maintenance=seen.maintenance if seen else configured.maintenance,
-                   coordinator=name == snap.coordinator, votes=votes)
+    return NodeRow.model_construct(
+        name=name, online=seen.online if seen else name in snap.members,
+        standby=seen.standby if seen else configured.standby,
+        maintenance=seen.maintenance if seen else configured.maintenance,
+        coordinator=name == snap.coordinator, votes=votes)
 
 
 def _group_row(snap: Snapshot, seen: _Seen, plan: Plan | None, notes: dict[str, list[str]],
@@ -279,11 +380,11 @@ def _group_row(snap: Snapshot, seen: _Seen, plan: Plan | None, notes: dict[str, 
         state = "starting" if active else "stopped"
     placement = plan.placements.get(name) if plan else None
     said = [text for subject in (name, *members) for text in notes.get(subject, ())]
-    return GroupRow(name=name, node=node, active_on=tuple(active), state=state,
-                    target=placement.node if placement else None,
-                    why="; ".join([placement.why, *said] if placement else said),
-                    failover_worst=detection + sum(snap.start_timeouts.get(r, 0.0)
-                                                   for r in members))
+    return GroupRow.model_construct(
+        name=name, node=node, active_on=tuple(active), state=state,
+        target=placement.node if placement else None,
+        why="; ".join([placement.why, *said] if placement else said),
+        failover_worst=detection + sum(snap.start_timeouts.get(r, 0.0) for r in members))
 
 
 def _resource_row(snap: Snapshot, seen: _Seen, group: str, name: str) -> ResourceRow:
@@ -295,11 +396,18 @@ def _resource_row(snap: Snapshot, seen: _Seen, group: str, name: str) -> Resourc
     else:
         node = None
         role = "stopped" if not active else "active on several nodes"
-    return ResourceRow(name=name, group=group, type=snap.types.get(name, ""), node=node,
-                       role=role, active_on=tuple(active),
-                       fail_counts=seen.failures.get(name, {}),
-                       message="; ".join(seen.messages.get(name, ())),
-                       last_operation=snap.last_operations.get(name, ""))
+    return ResourceRow.model_construct(
+        name=name, group=group, type=snap.types.get(name, ""), node=node, role=role,
+        active_on=tuple(active), fail_counts=dict(seen.failures.get(name, {})),
+        message="; ".join(seen.messages.get(name, ())), last_operation="")
+
+
+def _with_last(row: ResourceRow, last_operation: str) -> ResourceRow:
+    """`row` with its last operation (a new row: rows are shared between answers)."""
+    return ResourceRow.model_construct(
+        name=row.name, group=row.group, type=row.type, node=row.node, role=row.role,
+        active_on=row.active_on, fail_counts=row.fail_counts, message=row.message,
+        last_operation=last_operation)
 
 
 def build_explanation(plan: Plan, group: str | None) -> Explanation:

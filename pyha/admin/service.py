@@ -21,9 +21,10 @@ from pyha.admin.report import (
     AuditEntry,
     FlagsResult,
     Snapshot,
+    StatusBody,
     Whoami,
     build_explanation,
-    build_status,
+    next_change,
     plain,
     plain_all,
 )
@@ -76,7 +77,10 @@ class AdminService:
         self.clock = clock
         self.calls = 0
         """How many method bodies ran (tests prove refused callers never reach one)."""
-        self._plan: tuple[int, Snapshot, Plan] | None = None
+        self._plan: tuple[Snapshot, float, Plan] | None = None
+        """The last plan made, the snapshot it was made for, and when it may change."""
+        self._body: tuple[Snapshot, Plan, StatusBody] | None = None
+        """The last status body, with the snapshot and plan it was built from."""
 
     # -- read -----------------------------------------------------------------------------
 
@@ -87,10 +91,15 @@ class AdminService:
         return plain(Whoami(node=self.target.node, name=who.name, role=who.role.value))
 
     @remote(AdminRole.VIEWER)
-    def status(self) -> dict[str, Any]:
-        """Nodes, coordinator, term, quorum, groups and resources, timing settings."""
+    def status(self, full: bool = False) -> dict[str, Any]:
+        """Nodes, coordinator, term, quorum, groups, timing settings, and resources: all
+        of them when `full` or when there are at most LEAN_ABOVE, else only those that
+        are not as they should be (`omitted` counts the others)."""
+        if not isinstance(full, bool):
+            raise InvalidArgument("status", "full", f"must be true or false, got "
+                                                    f"{type(full).__name__}")
         snap = self.target.snapshot()
-        return plain(build_status(snap, self._plan_of(snap)))
+        return plain(self._body_of(snap).report(snap, full=full))
 
     @remote(AdminRole.VIEWER)
     def explain(self, group: str | None = None) -> dict[str, Any]:
@@ -98,7 +107,8 @@ class AdminService:
         if group is not None:
             self._known("explain", "group", group, {g.name for g in self.target.config.groups})
         snap = self.target.snapshot()
-        return plain(build_explanation(self._plan_of(snap), group))
+        made = self._plan_of(snap, within=snap.config.cluster.cycle_interval)
+        return plain(build_explanation(made, group))
 
     @remote(AdminRole.VIEWER)
     def history(self, resource: str | None = None, node: str | None = None,
@@ -380,18 +390,37 @@ class AdminService:
         assert who is not None  # invoke() refused anonymous callers
         return who
 
-    def _plan_of(self, snap: Snapshot) -> Plan:
-        """The plan for a snapshot, reused while the config and view are unchanged and
-        less than a cycle old (status --watch on 10,000 resources must stay cheap)."""
+    def _plan_of(self, snap: Snapshot, *, within: float | None = None) -> Plan:
+        """The plan for a snapshot, reused while the configuration is the same object,
+        the view is equal, and no expiry (a move's, a failure's) has passed since it was
+        made: the plan depends on the time only through those, so it is the same plan.
+        `within` (seconds) also bounds the age of a reused plan (explain's texts say
+        "in 30s")."""
         cached = self._plan
         if cached is not None:
-            config_id, old, old_plan = cached
-            fresh = snap.now - old.now < snap.config.cluster.cycle_interval
-            if fresh and config_id == id(snap.config) and old.view == snap.view:
+            old, changes, old_plan = cached
+            if (snap.config is old.config and old.now <= snap.now < changes
+                    and (within is None or snap.now - old.now < within)
+                    and snap.view == old.view):
                 return old_plan
         made = plan(snap.config, snap.view, snap.now)
-        self._plan = (id(snap.config), snap, made)
+        self._plan = (snap, next_change(snap.config, snap.view, snap.now), made)
         return made
+
+    def _body_of(self, snap: Snapshot) -> StatusBody:
+        """The status body for a snapshot, reused while its plan is (the plan is reused
+        only for the same configuration and an equal view) and its types and start
+        timeouts are the same objects."""
+        made = self._plan_of(snap)
+        cached = self._body
+        if cached is not None:
+            old, old_plan, body = cached
+            if (old_plan is made and snap.config is old.config
+                    and snap.types is old.types and snap.start_timeouts is old.start_timeouts):
+                return body
+        body = StatusBody.of(snap, made)
+        self._body = (snap, made, body)
+        return body
 
     @staticmethod
     def _known(method: str, argument: str, value: Any, names: set[str],

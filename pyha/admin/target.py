@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import tomllib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,7 +28,7 @@ from pyha.model.status import View
 if TYPE_CHECKING:
     from pyha.admin.daemon import AdminDaemon
     from pyha.cluster.node import ClusterNode
-    from pyha.server import ClusterServer
+    from pyha.server import ClusterServer, Member
 
 ADMIN_DIR = "admin"
 """The folder under a node's state directory with its admin endpoint's files."""
@@ -121,6 +122,7 @@ class ServerTarget:
     def __init__(self, server: ClusterServer) -> None:
         self.server = server
         self._lock = threading.Lock()
+        self._facts = MemberFacts()
 
     @property
     def node(self) -> str:
@@ -133,15 +135,16 @@ class ServerTarget:
         return self.server.config
 
     def snapshot(self) -> Snapshot:
-        """The server's view, decision line and last operations."""
+        """The server's view, decision line and last operations (read when asked)."""
         s = self.server
-        status = s.status()
+        config, members = s.config, s.members
+        facts = self._facts.of(members)
         return Snapshot(
-            config=s.config, node=s.node, mode="single", view=s.view(), now=s.clock.wall(),
+            config=config, node=s.node, mode="single", view=s.view(), now=s.clock.wall(),
             coordinator=s.node, term=0, members=frozenset({s.node}),
-            decision=status.decision, view_from=f"{s.node}'s own probes and monitors",
-            types=_types(s), start_timeouts=_start_timeouts(s),
-            last_operations={r.name: r.last_operation for r in status.resources})
+            decision=s.decision, view_from=f"{s.node}'s own probes and monitors",
+            types=facts.types, start_timeouts=facts.start_timeouts,
+            last_operations=LastOperations(s, members))
 
     def history(self, resource: str | None, node: str | None,
                 limit: int) -> list[OperationRecord]:
@@ -183,6 +186,7 @@ class NodeTarget:
 
     def __init__(self, cluster_node: ClusterNode) -> None:
         self.cluster_node = cluster_node
+        self._facts = MemberFacts()
 
     @property
     def node(self) -> str:
@@ -207,12 +211,12 @@ class NodeTarget:
                 if name not in newest or float(started) > newest[name][0]:
                     newest[name] = (float(started), str(text))
         last = {name: text for name, (_, text) in newest.items()}
+        facts = self._facts.of(cn.local.members)
         return Snapshot(
             config=cn.config, node=cn.node, mode="cluster", view=view,
             now=cn.local.clock.wall(), coordinator=coordinator, term=int(m["term"]),
             members=members, decision=decision or str(m["decision"]), view_from=view_from,
-            types=_types(cn.local), start_timeouts=_start_timeouts(cn.local),
-            last_operations=last)
+            types=facts.types, start_timeouts=facts.start_timeouts, last_operations=last)
 
     def _view(self, coordinator: str | None, members: frozenset[str],
               quorate: bool) -> tuple[View, str, str]:
@@ -313,16 +317,55 @@ def local_history(server: ClusterServer, resource: str | None,
     return [operation_record(r) for r in results[-limit:]]
 
 
-def _types(server: ClusterServer) -> dict[str, str]:
-    return {name: str(m.agent.name) for name, m in server.members.items()}
+class MemberFacts:
+    """Each resource's resolved type and start timeout, computed once per set of bound
+    resources (a server replaces the whole set when a configuration comes in force), so
+    that the same mappings come back while it is unchanged."""
+
+    def __init__(self) -> None:
+        self._of: tuple[Mapping[str, Member], dict[str, str], dict[str, float]] | None = None
+        self._lock = threading.Lock()
+
+    def of(self, members: Mapping[str, Member]) -> MemberFacts.Facts:
+        """The facts of `members` (the very mappings given last time for the same set)."""
+        with self._lock:
+            if self._of is None or self._of[0] is not members:
+                types = {name: str(m.agent.name) for name, m in members.items()}
+                timeouts = {}
+                for name, m in members.items():
+                    configured = m.timeout("start")
+                    timeouts[name] = configured if configured is not None \
+                        else m.agent.meta.timeout("start")
+                self._of = (members, types, timeouts)
+            return MemberFacts.Facts(types=self._of[1], start_timeouts=self._of[2])
+
+    @dataclass(frozen=True)
+    class Facts:
+        """Resource -> type, and resource -> seconds its start may take."""
+
+        types: Mapping[str, str]
+        start_timeouts: Mapping[str, float]
 
 
-def _start_timeouts(server: ClusterServer) -> dict[str, float]:
-    out = {}
-    for name, m in server.members.items():
-        configured = m.timeout("start")
-        out[name] = configured if configured is not None else m.agent.meta.timeout("start")
-    return out
+class LastOperations(Mapping[str, str]):
+    """Each resource's last operation on a server, in words, read when asked: a lean
+    status reads a few of 10,000."""
+
+    def __init__(self, server: ClusterServer, members: Mapping[str, Member]) -> None:
+        self.server = server
+        self.members = members
+
+    def __getitem__(self, name: str) -> str:
+        if name not in self.members:
+            raise KeyError(name)
+        last = self.server.last_operation(name)
+        return last.describe() if last is not None else ""
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.members)
+
+    def __len__(self) -> int:
+        return len(self.members)
 
 
 def serve_admin(server: ClusterServer | ClusterNode) -> AdminDaemon | None:

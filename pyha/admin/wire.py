@@ -36,6 +36,8 @@ nearest of these it derives from, with its own message."""
 _BY_NAME = {f"{t.__module__}.{t.__qualname__}": t for t in WIRE_ERRORS}
 _TUPLES = {"problems"}
 """Attributes that pyha keeps as tuples; JSON turns them into lists."""
+_CLASS_KEY = b'"__class__"'
+"""The key of a mapping Pyro5 rebuilds as an object, as JSON spells it without escapes."""
 _registered: list[bool] = []
 """Non-empty once register() ran."""
 
@@ -83,6 +85,16 @@ class PlainCallJson(serializers.JsonSerializer):  # type: ignore[misc]
     def loadsCall(self, data: Any) -> tuple[Any, Any, Any, Any]:
         call = json.loads(self._convertToBytes(data).decode("utf-8"))
         return call["object"], call["method"], call["params"], call["kwargs"]
+
+    def loads(self, data: Any) -> Any:
+        """An answer: Pyro5's own decoding (which rebuilds objects from the mappings with
+        a "__class__" key) when the text may hold that key (spelt out, or with a \\u
+        escape), else plain JSON: the same result, without Pyro5's look at every mapping
+        of a large answer."""
+        raw = self._convertToBytes(data)
+        if _CLASS_KEY in raw or b"\\u" in raw:
+            return super().loads(raw)
+        return json.loads(raw.decode("utf-8"))
 
 
 def register() -> None:

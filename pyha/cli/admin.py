@@ -89,6 +89,9 @@ def status(
     connect: str | None = _CONNECT,
     client_config: Path | None = _SETTINGS,
     as_json: bool = _JSON,
+    every: bool = typer.Option(False, "--all", "-a",
+                               help="List every resource, even in a cluster of more than "
+                                    "200 where only those not as they should be are listed."),
     watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until Ctrl-C."),
     interval: float = typer.Option(2.0, min=0.1, help="With --watch: seconds between updates."),
     count: int = typer.Option(0, min=0, help="With --watch: stop after this many updates "
@@ -96,24 +99,25 @@ def status(
 ) -> None:
     """The cluster at a glance: nodes, coordinator, term, quorum, groups and resources."""
     if not watch:
-        report = call("status", connect, client_config, lambda c: c.status())
+        report = call("status", connect, client_config, lambda c: c.status(full=every))
         if as_json:
             _echo_json(report.model_dump(mode="json"))
         else:
             Console().print(render_status(report))
         return
     with connected("status", connect, client_config) as client:
-        _watch(client, as_json, interval, count)
+        _watch(client, as_json, interval, count, every)
 
 
-def _watch(client: AdminClient, as_json: bool, interval: float, count: int) -> None:
+def _watch(client: AdminClient, as_json: bool, interval: float, count: int,
+           every: bool = False) -> None:
     shown = 0
     console = Console()
     with Live(console=console, auto_refresh=False, transient=False) as screen:
         try:
             while count == 0 or shown < count:
                 try:
-                    report = client.status()
+                    report = client.status(full=every)
                     body: Any = (Text(json.dumps(report.model_dump(mode="json"), indent=1))
                                  if as_json else render_status(report))
                 except AdminUnreachable as exc:
@@ -139,7 +143,13 @@ def render_status(r: StatusReport) -> Group:
         f"\nTiming: heartbeat every {_span(r.timing.heartbeat_interval)}, dead after "
         f"{_span(r.timing.dead_after)}, lease {_span(r.timing.lease)}: a lost node is "
         f"noticed within {_span(r.timing.detection_worst)}")
-    return Group(head, _nodes(r), _groups(r), _resources(r))
+    parts: list[Any] = [head, _nodes(r), _groups(r), _resources(r)]
+    if r.omitted:
+        roles = ", ".join(f"{n:,} {role}" for role, n in sorted(r.roles.items()))
+        parts.append(Text(f"{r.omitted:,} of {r.omitted + len(r.resources):,} resources are "
+                          f"not listed: they are as they should be ({roles} in all); "
+                          "pyha status --all lists every one", style="dim"))
+    return Group(*parts)
 
 
 def _nodes(r: StatusReport) -> Table:
@@ -169,7 +179,8 @@ def _groups(r: StatusReport) -> Table:
 
 
 def _resources(r: StatusReport) -> Table:
-    table = Table(title="Resources", title_justify="left")
+    title = "Resources not as they should be" if r.omitted else "Resources"
+    table = Table(title=title, title_justify="left")
     for column in ("Resource", "Group", "Type", "Node", "State", "Fail counts",
                    "Last operation"):
         table.add_column(column, overflow="fold")

@@ -274,8 +274,8 @@ class ClusterHandler:
         return self.clients[role]
 
     def status(self, user: str | None) -> StatusReport:
-        """The cluster as the admin endpoint's node sees it."""
-        return self.client(user).status()
+        """The cluster as the admin endpoint's node sees it, every resource listed."""
+        return self.client(user).status(full=True)
 
     def move_group(self, user: str | None, group: str, node: str) -> str:
         """Ask the cluster to move `group` to `node`."""
