@@ -25,6 +25,7 @@ from pyha.directory.records import NodeStatusRecord
 from pyha.directory.witness import Witness
 from pyha.errors import AdminError, ConfigError, DirectoryError, PyhaError
 from pyha.fencing import FenceDevice
+from pyha.fencing.watchdog import Watchdog, why_not_feed
 from pyha.membership import election as el
 from pyha.membership.detector import Change, FailureDetector
 from pyha.membership.heartbeat import Heartbeat, HeartbeatCodec, HeartbeatEndpoint
@@ -50,6 +51,10 @@ ELECTION_MIN, ELECTION_MAX = 0.1, 0.6
 """The election timeout's range, in units of dead_after."""
 LEAVE_TIMEOUT = 60.0
 """How long a node shutting down waits for the coordinator to move its groups away."""
+SENT_KEPT = 256
+"""How many of its own heartbeats' send times a node keeps, to learn which one the
+coordinator confirmed (its watchdog's lease starts at that one's send time)."""
+_STARTS = (ActionKind.START, ActionKind.PROMOTE)
 
 
 class ClusterNode:
@@ -99,7 +104,9 @@ class ClusterNode:
         self.detector = FailureDetector(node, [n.name for n in config.nodes],
                                         self.options.dead_after)
         self._given_fences = fences is not None
-        self.fences = dict(fence_devices(config) if fences is None else fences)
+        self.fences = dict(fence_devices(config, self._watchdog_heard, self.clock)
+                           if fences is None else fences)
+        self._init_watchdog(config, node)
         me = config.node(node)
         self.endpoint = HeartbeatEndpoint(
             HeartbeatCodec(self.options.name, key), node,
@@ -129,6 +136,24 @@ class ClusterNode:
         self._epoch_seen, self._refused = config.epoch, ""
         """The highest epoch any member reported: the next change's epoch is above it."""
 
+    def _init_watchdog(self, config: ClusterConfig, node: str) -> None:
+        self._office: float | None = None
+        """When this node last became coordinator (its clock)."""
+        self.watchdog = _watchdog_of(config, node)
+        """This node's own watchdog, when its fence is one (armed at the first tick
+        that may feed it, before any resource starts here)."""
+        self._sent: dict[int, float] = {}
+        """Sequence -> send time of this node's recent heartbeats."""
+        self._confirmed: float | None = None
+        """Send time of this node's newest heartbeat the coordinator confirmed hearing."""
+        self._newest: dict[str, tuple[int, int]] = {}
+        """Node -> (incarnation, sequence) of its newest heartbeat heard here."""
+        self._starving, self._arm_error = "", ""
+        """Why this node does not feed its armed watchdog now ('' while it does), and why
+        arming it failed last."""
+        self._dog_waits = set[str]()
+        """Watchdog nodes whose fence this coordinator is waiting out."""
+
     def _handlers(self) -> dict[str, Callable[[dict[str, Any], str], dict[str, Any]]]:
         """What other nodes may call here."""
         return {"vote": self._on_vote, "report": self._on_report, "act": self._on_act,
@@ -157,6 +182,7 @@ class ClusterNode:
         beats.start()
         threading.Thread(target=self._hold_tiebreak, args=(stop,), daemon=True,
                          name="pyha tiebreak").start()
+        clean = False  # an exception leaves the watchdog armed: the machine resets
         try:
             threading.Thread(target=self._wake.after, args=(stop,), daemon=True,
                              name="pyha stop").start()
@@ -165,6 +191,8 @@ class ClusterNode:
                 self.tick()
                 self.clock.wait(self._wake.poke, self._pause())
             self._leave()
+            clean = True
+            self._disarm_if_idle()
         finally:
             stop.set()
             beats.join(timeout=2)
@@ -179,6 +207,8 @@ class ClusterNode:
                 self.source.stop()
             with self._local_lock:
                 self.local.shutdown()
+            if clean:
+                self._disarm_if_idle()
             log.info("node %s stopped", self.node)
 
     def tick(self) -> None:
@@ -190,6 +220,7 @@ class ClusterNode:
             self.local.apply_pending()
             self.local.monitor_tick()
         self._enforce_quorum(now)
+        self._tend_watchdog(now)
         with self._lock:
             acting = el.may_act(self.election, now)
         due = self._wake.is_set() or now - self._last_cycle >= self.options.cycle_interval
@@ -220,9 +251,17 @@ class ClusterNode:
         now = self.clock.now()
         with self._lock:
             self._sequence += 1
+            self._sent[self._sequence] = now
+            self._sent.pop(self._sequence - SENT_KEPT, None)
             payload: dict[str, Any] = {}
             if el.may_act(self.election, now):
                 payload["coordinator"] = now
+                # Confirm to each watchdog node its newest heartbeat heard here: the
+                # node feeds its watchdog until `lease` after it sent that one.
+                heard = {n.name: list(self._newest[n.name]) for n in self.config.nodes
+                         if n.fence and n.fence.kind == "watchdog" and n.name in self._newest}
+                if heard:
+                    payload["heard"] = heard
             elif self._acked is not None:
                 payload["ack"] = list(self._acked)
             if self._leaving:
@@ -233,6 +272,9 @@ class ClusterNode:
     def _heard(self, hb: Heartbeat, at: float) -> None:
         with self._lock:
             self.detector.heard(hb.node, hb.link, at, hb.incarnation)
+            seen = self._newest.get(hb.node)
+            if seen is None or (hb.incarnation, hb.sequence) > seen:
+                self._newest[hb.node] = (hb.incarnation, hb.sequence)
             sent = hb.payload.get("coordinator")
             if isinstance(sent, int | float):
                 before = self.election
@@ -241,12 +283,25 @@ class ClusterNode:
                 if self.election.coordinator == hb.node and self.election.term == hb.term:
                     self._acked = (hb.term, float(sent))
                     self._next_election = at + self.lease + self._election_timeout()
+                    self._note_confirmed(hb.payload.get("heard"))
                 self._persist_if_changed(before)
             ack = hb.payload.get("ack")
             if isinstance(ack, list) and len(ack) == 2:
                 self.election = el.on_ack(self.election, hb.node, float(ack[1]),
                                           term=int(ack[0]), voters=self.voters,
                                           lease=self.lease, now=at)
+
+    def _note_confirmed(self, heard: object) -> None:
+        """From the coordinator's heartbeat: which heartbeat of ours it heard last (the
+        watchdog may be fed until `lease` after that one was sent)."""
+        if not isinstance(heard, dict):
+            return
+        mine = heard.get(self.node)
+        if not (isinstance(mine, list) and len(mine) == 2 and mine[0] == self.incarnation):
+            return
+        sent = self._sent.get(int(mine[1]))
+        if sent is not None and (self._confirmed is None or sent > self._confirmed):
+            self._confirmed = sent
 
     def _membership(self, now: float) -> None:
         with self._lock:
@@ -398,6 +453,7 @@ class ClusterNode:
             became = (self.election.role is el.Role.COORDINATOR
                       and before.role is not el.Role.COORDINATOR)
         if became:
+            self._office = self.clock.now()
             log.warning("elected coordinator for term %d", self.election.term)
             self._wake.set()
         return follow_up
@@ -467,6 +523,9 @@ class ClusterNode:
                 return {"ok": False, "reason": f"term {term} is older than "
                                                f"{self.election.term}"}
         action = Action.model_validate(params["action"])
+        refusal = self._watchdog_refusal(action)
+        if refusal:
+            return {"ok": False, "reason": refusal}
         with self._local_lock:
             ok = self.local.perform(action)
         return {"ok": ok}
@@ -555,6 +614,10 @@ class ClusterNode:
         if action.kind is ActionKind.FENCE:
             return self._fence(action.node, action.reason)
         if action.node == self.node:
+            refusal = self._watchdog_refusal(action)
+            if refusal:
+                log.warning("%s: %s", action.describe(), refusal)
+                return False
             with self._local_lock:
                 return self.local.perform(action)
         try:
@@ -634,9 +697,13 @@ class ClusterNode:
             log.error("cannot recover from %s: it has no fence device, so its groups wait "
                       "(set recovery_without_fencing to accept the risk)", node)
             return False
-        log.warning("fencing %s: %s", node, why)
+        waiting = device.method == "watchdog"  # not ok yet is a wait there, not a failure
+        if not waiting or node not in self._dog_waits:
+            log.warning("fencing %s: %s", node, why)
         result = device.fence(node, self.clock.now() + max(10.0, 5 * self.options.dead_after))
-        if not result.ok:  # the device logs what it did; a failure must stand out here too
+        if waiting and not result.ok:
+            self._dog_waits.add(node)  # the device says how long is left
+        elif not result.ok:  # the device logs what it did; a failure must stand out here
             log.error("fencing %s failed: %s", node, result.message)
         if result.ok:
             self._forget(node)
@@ -660,6 +727,7 @@ class ClusterNode:
         return True
 
     def _forget(self, node: str) -> None:
+        self._dog_waits.discard(node)
         with self._lock:
             self._fenced[node] = self.election.term
             self._reports.pop(node, None)
@@ -871,7 +939,8 @@ class ClusterNode:
             self.detector.dead_after = config.cluster.dead_after
             self._connect(config, old)
             if not self._given_fences:
-                self.fences = dict(fence_devices(config))
+                self.fences = dict(fence_devices(config, self._watchdog_heard, self.clock))
+            self._adopt_watchdog(config)
         log.info("configuration epoch %d adopted (%s)", config.epoch, source)
 
     def _connect(self, config: ClusterConfig, old: ClusterConfig | None) -> None:
@@ -949,6 +1018,100 @@ class ClusterNode:
                 return
             self.clock.sleep(self.options.heartbeat_interval)
         log.warning("leaving: groups still here after %.0fs; stopping them", LEAVE_TIMEOUT)
+
+
+    # -- the watchdog (sbd-style self-fencing) ---------------------------------------------
+
+    def _tend_watchdog(self, now: float) -> None:
+        """Main loop only: feed this node's watchdog, arming it first, while the feeding
+        rule allows (quorate, and holding the membership lease; see WatchdogPolicy)."""
+        dog = self.watchdog
+        if dog is None or dog.closed:
+            return
+        with self._lock:
+            why = why_not_feed(quorate=self._quorate,
+                               coordinating=el.may_act(self.election, now),
+                               confirmed_sent=self._confirmed, lease=self.lease, now=now)
+        if why:
+            if dog.armed and not self._starving:
+                log.warning("watchdog %s: not feeding it (%s): it resets this machine "
+                            "within %ds unless that changes", dog.device, why, dog.timeout)
+            self._starving = why
+            return
+        if dog.armed:
+            if self._starving:
+                log.info("watchdog %s: feeding it again", dog.device)
+            self._starving = ""
+            dog.feed()
+            return
+        try:
+            dog.arm()
+        except (OSError, ValueError) as exc:
+            if str(exc) != self._arm_error:
+                log.error("watchdog %s cannot be armed: %s; no resource starts here until "
+                          "it is", dog.device, exc)
+            self._arm_error = str(exc)
+
+    def _watchdog_refusal(self, action: Action) -> str:
+        """Why this node must not run `action` (a start) for want of an armed watchdog."""
+        dog = self.watchdog
+        if dog is None or action.kind not in _STARTS:
+            return ""
+        if dog.closed:
+            return "this node is stopping (its watchdog is disarmed)"
+        if not dog.armed:
+            return (f"its watchdog {dog.device} is not armed yet"
+                    + (f" ({self._arm_error})" if self._arm_error else ""))
+        return ""
+
+    def _watchdog_heard(self, node: str) -> float:
+        """Coordinator: when `node`'s watchdog wait starts here: when this node last heard
+        it, or took office if later (heartbeats an earlier coordinator confirmed were
+        confirmed before that); never heard and not in office: now."""
+        now = self.clock.now()
+        with self._lock:
+            last = next((s.last_heard for s in self.detector.liveness(now) if s.node == node),
+                        None)
+            office = self._office
+        known = [t for t in (last, office) if t is not None]
+        return max(known) if known else now
+
+    def _adopt_watchdog(self, config: ClusterConfig) -> None:
+        """A new configuration's fence for this node: a watchdog that appears is armed at
+        the next tick that may feed it; one already open keeps its device and timeout."""
+        wanted = _watchdog_of(config, self.node)
+        dog = self.watchdog
+        if dog is None:
+            self.watchdog = wanted
+        elif wanted is None:
+            log.warning("this node's fence is no longer its watchdog: %s stays armed and fed "
+                        "until this server stops", dog.device)
+        elif (wanted.device, wanted.timeout) != (dog.device, dog.timeout):
+            log.warning("watchdog: fence now names %s with %ds; %s with %ds stays in use "
+                        "until this server restarts", wanted.device, wanted.timeout,
+                        dog.device, dog.timeout)
+
+    def _disarm_if_idle(self) -> None:
+        """On a clean stop, once nothing runs here: the magic close disarms the watchdog."""
+        dog = self.watchdog
+        if dog is None or dog.closed:
+            return
+        with self._local_lock:
+            active = [s.resource for s in self.local.view().resources
+                      if s.role not in (Role.STOPPED, Role.UNKNOWN)]
+        if active:
+            log.error("watchdog %s stays armed: %s still active here", dog.device,
+                      ", ".join(active))
+            return
+        dog.disarm()
+
+
+def _watchdog_of(config: ClusterConfig, node: str) -> Watchdog | None:
+    """The watchdog `node` self-fences with, when its fence is one."""
+    spec = next((n.fence for n in config.nodes if n.name == node), None)
+    if spec is None or spec.kind != "watchdog":
+        return None
+    return Watchdog(Path(spec.device), spec.timeout, log=log)
 
 
 def _request_body(request: el.VoteRequest) -> dict[str, Any]:

@@ -187,9 +187,10 @@ Endpoint = Annotated[str, AfterValidator(_endpoint)]
 
 class FenceConfig(Frozen):
     """How to make sure a node runs nothing: a power command, its cgroup, its namespace,
-    or (nodes sharing one machine, no root needed) its process tree."""
+    (nodes sharing one machine, no root needed) its process tree, or its own watchdog
+    (sbd-style self-fencing: the coordinator waits until the watchdog surely reset it)."""
 
-    kind: Literal["command", "cgroup", "namespace", "process-tree"]
+    kind: Literal["command", "cgroup", "namespace", "process-tree", "watchdog"]
     off: tuple[str, ...] = ()
     """command: the power-off command line (argv, never a shell string)."""
     status: tuple[str, ...] = ()
@@ -198,6 +199,11 @@ class FenceConfig(Frozen):
     """namespace: the network namespace the node runs in."""
     keeper: str = ""
     """process-tree: the file where the node's keeper process records itself."""
+    device: str = "/dev/watchdog"
+    """watchdog: the node's watchdog device, which its cluster server arms and feeds."""
+    timeout: Duration = 10.0
+    """watchdog: after how long without a feed the watchdog resets the node (whole
+    seconds: the kernel's watchdog API takes an integer)."""
 
     @model_validator(mode="after")
     def _complete(self) -> FenceConfig:
@@ -207,7 +213,18 @@ class FenceConfig(Frozen):
             raise ValueError("namespace: a namespace fence needs the namespace's name")
         if self.kind == "process-tree" and not self.keeper:
             raise ValueError("keeper: a process-tree fence needs the keeper file's path")
+        if self.kind == "watchdog":
+            _check_watchdog(self.device, self.timeout)
         return self
+
+
+def _check_watchdog(device: str, timeout: float) -> None:
+    """ValueError naming the field when a watchdog fence's settings cannot work."""
+    if not device.startswith("/"):
+        raise ValueError(f"device: {device!r}: a watchdog device is an absolute path")
+    if timeout < 1 or not float(timeout).is_integer():
+        raise ValueError(f"timeout: {timeout:g}s: a watchdog's timeout is a whole number of "
+                         "seconds, at least 1s")
 
 
 class Node(Frozen):
