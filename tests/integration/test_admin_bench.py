@@ -22,8 +22,8 @@ def test_the_quick_benchmark_prints_one_json_object_of_latencies() -> None:
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1, done.stdout
     data = json.loads(lines[0])
-    assert set(data) == {"status_p50_ms", "status_p99_ms", "write_p50_ms"}
-    for key in ("status_p50_ms", "status_p99_ms"):
+    assert set(data) == {"status_p50_ms", "status_p99_ms", "status_full_p50_ms", "write_p50_ms"}
+    for key in ("status_p50_ms", "status_p99_ms", "status_full_p50_ms"):
         assert set(data[key]) == {"10", "100"}
         assert all(isinstance(v, float) and v > 0 for v in data[key].values())
     assert all(data["status_p99_ms"][s] >= data["status_p50_ms"][s] for s in ("10", "100"))
