@@ -1036,7 +1036,7 @@ class ClusterNode:
             if dog.armed and not self._starving:
                 log.warning("watchdog %s: not feeding it (%s): it resets this machine "
                             "within %ds unless that changes", dog.device, why, dog.timeout)
-            self._starving = why
+                self._starving = why
             return
         if dog.armed:
             if self._starving:

@@ -166,9 +166,10 @@ class Watchdog:
             if own is not None and own > self.timeout:
                 raise ValueError(f"{self.device} cannot set its timeout and keeps {own}s, "
                                  f"longer than fence.timeout ({self.timeout}s)") from None
-            return ("the device cannot set a timeout and keeps its own "
-                    + (f"({own}s)" if own is not None else "(unknown: it must not be "
-                       f"longer than fence.timeout, {self.timeout}s)"))
+            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+            kept = f"{own}s" if own is not None else (
+                f"not known here; it must be no longer than fence.timeout, {self.timeout}s")
+            return f"the device cannot set a timeout ({name}) and keeps its own: {kept}"
         (took,) = struct.unpack("i", answer)
         if took > self.timeout:
             raise ValueError(f"{self.device} took a timeout of {took}s, longer than "
