@@ -241,17 +241,19 @@ class _Seen:
 @dataclass(frozen=True)
 class StatusBody:
     """The part of a status that follows from the configuration, the view and the plan
-    alone: built once and reused while none of them changes (rows are built without
-    validation: their inputs are pyha's own checked models).
+    alone, in JSON's types: built once and reused while none of them changes. Its rows
+    are plain mappings with StatusReport's field names (the answers are checked against
+    the model by the tests and by every client), built without validation: their
+    inputs are pyha's own checked models.
 
     Invariant: `resources` holds one row per configured resource, in configuration
     order, each without its last operation; `troubled` names the rows that are not as
     the plan wants them (listed even in a lean status).
     """
 
-    timing: Timing
-    groups: tuple[GroupRow, ...]
-    resources: tuple[ResourceRow, ...]
+    timing: dict[str, Any]
+    groups: tuple[dict[str, Any], ...]
+    resources: tuple[dict[str, Any], ...]
     troubled: frozenset[str]
     roles: dict[str, int]
 
@@ -272,7 +274,7 @@ class StatusBody:
             notes.setdefault(note.subject, []).append(note.text)
         groups = tuple(_group_row(snap, seen, plan, notes, g, detection=timing.detection_worst)
                        for g in snap.config.groups)
-        rows: list[ResourceRow] = []
+        rows: list[dict[str, Any]] = []
         troubled: set[str] = set()
         roles: dict[str, int] = {}
         for g in snap.config.groups:
@@ -280,36 +282,45 @@ class StatusBody:
             for r in g.resources:
                 row = _resource_row(snap, seen, g.name, r.name)
                 rows.append(row)
-                roles[row.role] = roles.get(row.role, 0) + 1
+                roles[row["role"]] = roles.get(row["role"], 0) + 1
                 if wanted is None or not _as_it_should_be(row, seen, r.meta.target_role,
                                                           wanted):
-                    troubled.add(row.name)
-        return cls(timing=timing, groups=groups, resources=tuple(rows),
+                    troubled.add(r.name)
+        return cls(timing=timing.model_dump(mode="json"), groups=groups, resources=tuple(rows),
                    troubled=frozenset(troubled), roles=roles)
 
     def report(self, snap: Snapshot, *, full: bool = True) -> StatusReport:
-        """The status answer: this body with the snapshot's moment, membership and last
-        operations; every resource when `full` or when there are at most LEAN_ABOVE,
-        else only the troubled ones."""
-        rows = self.resources
-        if not full and len(rows) > LEAN_ABOVE:
-            rows = tuple(r for r in rows if r.name in self.troubled)
+        """The status answer as a model (see `plain`)."""
+        return StatusReport.model_validate(self.plain(snap, full=full))
+
+    def plain(self, snap: Snapshot, *, full: bool = True) -> dict[str, Any]:
+        """The status answer as JSON's types: this body with the snapshot's moment,
+        membership and last operations; every resource when `full` or when there are at
+        most LEAN_ABOVE, else only the troubled ones. Each answer gets its own copies of
+        the body's mappings."""
+        config = snap.config
+        rows: Iterable[dict[str, Any]] = self.resources
+        if not full and len(self.resources) > LEAN_ABOVE:
+            rows = [r for r in self.resources if r["name"] in self.troubled]
         last = snap.last_operations
-        listed = tuple(_with_last(r, last.get(r.name, "")) for r in rows)
-        return StatusReport.model_construct(
-            cluster=snap.config.cluster.name, answered_by=snap.node, mode=snap.mode,
-            epoch=snap.config.epoch, coordinator=snap.coordinator, term=snap.term,
-            quorum=snap.view.quorum, members=tuple(sorted(snap.members)),
-            maintenance=snap.config.cluster.maintenance, decision=snap.decision,
-            view_from=snap.view_from, at=snap.now, timing=self.timing,
-            nodes=tuple(_node_row(snap, n.name, n.votes) for n in snap.config.nodes),
-            groups=self.groups, resources=listed,
-            omitted=len(self.resources) - len(listed), roles=dict(self.roles))
+        resources = [{**r, "active_on": list(r["active_on"]),
+                      "fail_counts": dict(r["fail_counts"]),
+                      "last_operation": last.get(r["name"], "")} for r in rows]
+        return {
+            "cluster": config.cluster.name, "answered_by": snap.node, "mode": snap.mode,
+            "epoch": config.epoch, "coordinator": snap.coordinator, "term": snap.term,
+            "quorum": snap.view.quorum, "members": sorted(snap.members),
+            "maintenance": config.cluster.maintenance, "decision": snap.decision,
+            "view_from": snap.view_from, "at": snap.now, "timing": dict(self.timing),
+            "nodes": [_node_row(snap, n.name, n.votes) for n in config.nodes],
+            "groups": [{**g, "active_on": list(g["active_on"])} for g in self.groups],
+            "resources": resources, "omitted": len(self.resources) - len(resources),
+            "roles": dict(self.roles)}
 
 
 def build_status(snap: Snapshot, plan: Plan | None, *, full: bool = True) -> StatusReport:
     """The status answer from a snapshot and, when available, the plan that explains it
-    (every resource when `full`, else see StatusBody.report)."""
+    (every resource when `full`, else see StatusBody.plain)."""
     return StatusBody.of(snap, plan).report(snap, full=full)
 
 
@@ -339,30 +350,31 @@ def _wanted(plan: Plan | None, group: Group) -> str | bool | None:
     return placement.node or False
 
 
-def _as_it_should_be(row: ResourceRow, seen: _Seen, target: TargetRole,
+def _as_it_should_be(row: dict[str, Any], seen: _Seen, target: TargetRole,
                      wanted: str | bool) -> bool:
     """True when `row` runs where (and as) the plan wants it, unfailed, or is known to be
     stopped where the plan wants it stopped."""
-    if row.fail_counts:
+    if row["fail_counts"]:
         return False
     if not isinstance(wanted, str) or target is TargetRole.STOPPED:
-        return row.role == Role.STOPPED.value and row.name in seen.known
+        return row["role"] == Role.STOPPED.value and row["name"] in seen.known
     role = Role.PROMOTED if target is TargetRole.PROMOTED else Role.STARTED
-    return row.node == wanted and row.role == role.value
+    return bool(row["node"] == wanted and row["role"] == role.value)
 
 
-def _node_row(snap: Snapshot, name: str, votes: int) -> NodeRow:
+def _node_row(snap: Snapshot, name: str, votes: int) -> dict[str, Any]:
+    """A NodeRow in JSON's types."""
     seen = snap.view.node_status(name)
     configured = snap.config.node(name)
-    return NodeRow.model_construct(
-        name=name, online=seen.online if seen else name in snap.members,
-        standby=seen.standby if seen else configured.standby,
-        maintenance=seen.maintenance if seen else configured.maintenance,
-        coordinator=name == snap.coordinator, votes=votes)
+    return {"name": name, "online": seen.online if seen else name in snap.members,
+            "standby": seen.standby if seen else configured.standby,
+            "maintenance": seen.maintenance if seen else configured.maintenance,
+            "coordinator": name == snap.coordinator, "votes": votes}
 
 
 def _group_row(snap: Snapshot, seen: _Seen, plan: Plan | None, notes: dict[str, list[str]],
-               group: Group, *, detection: float) -> GroupRow:
+               group: Group, *, detection: float) -> dict[str, Any]:
+    """A GroupRow in JSON's types."""
     name = group.name
     members = [r.name for r in group.resources]
     roles = [seen.roles.get(r, {}) for r in members]
@@ -380,14 +392,15 @@ def _group_row(snap: Snapshot, seen: _Seen, plan: Plan | None, notes: dict[str, 
         state = "starting" if active else "stopped"
     placement = plan.placements.get(name) if plan else None
     said = [text for subject in (name, *members) for text in notes.get(subject, ())]
-    return GroupRow.model_construct(
-        name=name, node=node, active_on=tuple(active), state=state,
-        target=placement.node if placement else None,
-        why="; ".join([placement.why, *said] if placement else said),
-        failover_worst=detection + sum(snap.start_timeouts.get(r, 0.0) for r in members))
+    return {"name": name, "node": node, "active_on": active, "state": state,
+            "target": placement.node if placement else None,
+            "why": "; ".join([placement.why, *said] if placement else said),
+            "failover_worst": detection + sum(snap.start_timeouts.get(r, 0.0)
+                                              for r in members)}
 
 
-def _resource_row(snap: Snapshot, seen: _Seen, group: str, name: str) -> ResourceRow:
+def _resource_row(snap: Snapshot, seen: _Seen, group: str, name: str) -> dict[str, Any]:
+    """A ResourceRow in JSON's types, without its last operation."""
     found = seen.roles.get(name, {})
     active = sorted(found)
     if len(active) == 1:
@@ -396,18 +409,9 @@ def _resource_row(snap: Snapshot, seen: _Seen, group: str, name: str) -> Resourc
     else:
         node = None
         role = "stopped" if not active else "active on several nodes"
-    return ResourceRow.model_construct(
-        name=name, group=group, type=snap.types.get(name, ""), node=node, role=role,
-        active_on=tuple(active), fail_counts=dict(seen.failures.get(name, {})),
-        message="; ".join(seen.messages.get(name, ())), last_operation="")
-
-
-def _with_last(row: ResourceRow, last_operation: str) -> ResourceRow:
-    """`row` with its last operation (a new row: rows are shared between answers)."""
-    return ResourceRow.model_construct(
-        name=row.name, group=row.group, type=row.type, node=row.node, role=row.role,
-        active_on=row.active_on, fail_counts=row.fail_counts, message=row.message,
-        last_operation=last_operation)
+    return {"name": name, "group": group, "type": snap.types.get(name, ""), "node": node,
+            "role": role, "active_on": active, "fail_counts": dict(seen.failures.get(name, {})),
+            "message": "; ".join(seen.messages.get(name, ()))}
 
 
 def build_explanation(plan: Plan, group: str | None) -> Explanation:

@@ -99,7 +99,7 @@ class AdminService:
             raise InvalidArgument("status", "full", f"must be true or false, got "
                                                     f"{type(full).__name__}")
         snap = self.target.snapshot()
-        return plain(self._body_of(snap).report(snap, full=full))
+        return self._body_of(snap).plain(snap, full=full)
 
     @remote(AdminRole.VIEWER)
     def explain(self, group: str | None = None) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from pyha.model.status import View
 if TYPE_CHECKING:
     from pyha.admin.daemon import AdminDaemon
     from pyha.cluster.node import ClusterNode
+    from pyha.resources.spi import OperationResult
     from pyha.server import ClusterServer, Member
 
 ADMIN_DIR = "admin"
@@ -123,6 +124,7 @@ class ServerTarget:
         self.server = server
         self._lock = threading.Lock()
         self._facts = MemberFacts()
+        self._said: dict[str, tuple[OperationResult, str]] = {}
 
     @property
     def node(self) -> str:
@@ -139,12 +141,14 @@ class ServerTarget:
         s = self.server
         config, members = s.config, s.members
         facts = self._facts.of(members)
+        if len(self._said) > 2 * len(members):  # resources removed since
+            self._said.clear()
         return Snapshot(
             config=config, node=s.node, mode="single", view=s.view(), now=s.clock.wall(),
             coordinator=s.node, term=0, members=frozenset({s.node}),
             decision=s.decision, view_from=f"{s.node}'s own probes and monitors",
             types=facts.types, start_timeouts=facts.start_timeouts,
-            last_operations=LastOperations(s, members))
+            last_operations=LastOperations(s, members, self._said))
 
     def history(self, resource: str | None, node: str | None,
                 limit: int) -> list[OperationRecord]:
@@ -349,17 +353,25 @@ class MemberFacts:
 
 class LastOperations(Mapping[str, str]):
     """Each resource's last operation on a server, in words, read when asked: a lean
-    status reads a few of 10,000."""
+    status reads a few of 10,000. `said` keeps the words of each resource's last result
+    (shared between snapshots: a result's words never change)."""
 
-    def __init__(self, server: ClusterServer, members: Mapping[str, Member]) -> None:
+    def __init__(self, server: ClusterServer, members: Mapping[str, Member],
+                 said: dict[str, tuple[OperationResult, str]] | None = None) -> None:
         self.server = server
         self.members = members
+        self.said = {} if said is None else said
 
     def __getitem__(self, name: str) -> str:
         if name not in self.members:
             raise KeyError(name)
         last = self.server.last_operation(name)
-        return last.describe() if last is not None else ""
+        if last is None:
+            return ""
+        known = self.said.get(name)
+        if known is None or known[0] is not last:
+            known = self.said[name] = (last, last.describe())
+        return known[1]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.members)

@@ -230,3 +230,24 @@ def test_an_error_answer_still_arrives_as_its_pyha_type() -> None:
     escaped = data.replace(b'"__class__"', b'"\\u005f_class__"')
     assert json.loads(escaped)["__class__"] == json.loads(data)["__class__"]
     assert isinstance(ours.loads(escaped), NotFound)
+
+
+def test_pyha_status_says_how_many_resources_it_left_out() -> None:
+    from rich.console import Console
+
+    from pyha.cli.admin import render_status
+
+    config, view = large()
+    console = Console(width=200, record=True)
+    console.print(render_status(status(service(FakeTarget(config, view)))))
+    text = console.export_text()
+    assert "Resources not as they should be" in text
+    assert "237 of 250 resources are not listed" in text and "pyha status --all" in text
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_the_answer_is_exactly_the_models_json(full: bool) -> None:
+    config, view = large()
+    answer = service(FakeTarget(config, view, last={"g1r0": "stop"})).status(full=full)
+    assert StatusReport.model_validate(answer).model_dump(mode="json") == answer
+    assert json.loads(json.dumps(answer)) == answer
