@@ -309,6 +309,7 @@ class ClusterNode:
                 log.warning("node %s is %s", node, change.value)
                 if change in (Change.UP, Change.RESTARTED):
                     self._fenced.pop(node, None)
+                    self._dog_waits.discard(node)
                 if change is Change.RESTARTED:  # its fresh probe is the truth now
                     self._uncertain.pop(node, None)
                     self._probed_term = -1  # probe it before deciding anything for it
