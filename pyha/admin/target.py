@@ -169,17 +169,18 @@ class ServerTarget:
         watch brings it back), else in the embedded store; in force from the next cycle."""
         server = self.server
         with self._lock:
+            members = None
             if server.config_writer is not None:
                 new = server.config_writer(lambda c: apply_change(c, change))
             else:
                 base = server.next_config()
                 new = apply_change(base, change).model_copy(update={"epoch": base.epoch + 1})
                 try:
-                    server.check(new)
+                    members = server.check(new)
                 except ConfigError as exc:
                     raise invalid_config(change, exc) from None
                 ConfigStore(server.state_dir).save(new)
-            server.reconfigure(new)
+            server.reconfigure(new, members)
         return ChangeResult(change=change.describe(), epoch=new.epoch, coordinator=self.node,
                             acked=(self.node,))
 
