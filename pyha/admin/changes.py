@@ -10,7 +10,7 @@ argument or the field and the reason; a refused change changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -189,13 +189,19 @@ def _resource_add(c: ClusterConfig, m: str, a: Mapping[str, Any]) -> ClusterConf
     return edits.add_resource(group, resource, position_arg(m, a))(c)
 
 
+def _changed_fields(m: str, a: Mapping[str, Any], items: Iterable[BaseModel], what: str,
+                    key: str = "name") -> dict[str, Any]:
+    """The item named by the `key` argument, with the `fields` argument laid over it;
+    NotFound when there is no such item."""
+    name = name_arg(m, a, key)
+    old = next((i for i in items if getattr(i, key) == name), None)
+    if old is None:
+        raise NotFound(m, key, f"no {what} named {name!r}")
+    return _merged(m, old, mapping_arg(m, a, "fields"), key)
+
+
 def _resource_update(c: ClusterConfig, m: str, a: Mapping[str, Any]) -> ClusterConfig:
-    name = name_arg(m, a, "name")
-    try:
-        old = c.resource(name)
-    except KeyError:
-        raise NotFound(m, "name", f"no resource named {name!r}") from None
-    data = _merged(m, old, mapping_arg(m, a, "fields"))
+    data = _changed_fields(m, a, (r for _, r in c.resources()), "resource")
     return edits.update_resource(_model(m, "fields", Resource, data))(c)
 
 
@@ -209,11 +215,7 @@ def _group_add(c: ClusterConfig, m: str, a: Mapping[str, Any]) -> ClusterConfig:
 
 
 def _group_update(c: ClusterConfig, m: str, a: Mapping[str, Any]) -> ClusterConfig:
-    name = name_arg(m, a, "name")
-    old = next((g for g in c.groups if g.name == name), None)
-    if old is None:
-        raise NotFound(m, "name", f"no group named {name!r}")
-    data = _merged(m, old, mapping_arg(m, a, "fields"))
+    data = _changed_fields(m, a, c.groups, "group")
     return edits.update_group(_model(m, "fields", Group, data))(c)
 
 
@@ -239,11 +241,7 @@ def _constraint_add(c: ClusterConfig, m: str, a: Mapping[str, Any]) -> ClusterCo
 
 
 def _constraint_update(c: ClusterConfig, m: str, a: Mapping[str, Any]) -> ClusterConfig:
-    ident = name_arg(m, a, "id")
-    old = next((k for k in c.constraints if k.id == ident), None)
-    if old is None:
-        raise NotFound(m, "id", f"no constraint named {ident!r}")
-    data = _merged(m, old, mapping_arg(m, a, "fields"), key="id")
+    data = _changed_fields(m, a, c.constraints, "constraint", key="id")
     return edits.update_constraint(_constraint(m, data, "fields"))(c)
 
 
@@ -266,11 +264,7 @@ def _node_add(c: ClusterConfig, m: str, a: Mapping[str, Any]) -> ClusterConfig:
 
 
 def _node_update(c: ClusterConfig, m: str, a: Mapping[str, Any]) -> ClusterConfig:
-    name = name_arg(m, a, "name")
-    old = next((n for n in c.nodes if n.name == name), None)
-    if old is None:
-        raise NotFound(m, "name", f"no node named {name!r}")
-    data = _merged(m, old, mapping_arg(m, a, "fields"))
+    data = _changed_fields(m, a, c.nodes, "node")
     return edits.update_node(_model(m, "fields", Node, data))(c)
 
 

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,14 +76,14 @@ def write_snapshot(path: Path, config: ClusterConfig, layout: Layout) -> None:
     os.replace(temporary, path)
 
 
-class DirectorySource:
+class DirectorySource(ABC):
     """Where the JVM host's plugins find the cluster's directory."""
 
+    @abstractmethod
     def message(self) -> Message | None:
         """The `directory` part of the host's hello (secrets included), or None."""
-        raise NotImplementedError
 
-    def refresh(self) -> None:
+    def refresh(self) -> None:  # noqa: B027 - most sources have nothing to bring up to date
         """Bring what the host reads up to date (before an operation); cheap when current."""
 
 
