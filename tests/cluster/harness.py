@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -246,8 +247,7 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str,
 
 
 def _recorded_pid(path: Path) -> int | None:
-    import json
-
+    """The pid the process plugin recorded in `path`, if it can be read."""
     try:
         return int(json.loads(path.read_text())["pid"])
     except (OSError, ValueError, KeyError, TypeError):

@@ -35,7 +35,7 @@ from pyha.fencing.namespace import namespace_pids
 from pyha.membership.keys import generate_key, load_key
 from pyha.membership.rpc import RpcClient
 from pyha.model.config import parse_endpoint
-from tests.cluster.harness import GUARD, GuardedCluster, wait_for
+from tests.cluster.harness import GUARD, GuardedCluster, _alive, _recorded_pid, wait_for
 from tests.netns import ROOT, Host, Lab, Namespace
 
 __all__ = [
@@ -547,21 +547,6 @@ def _port(node: str, link: int) -> str:
 
 def _list(items: list[str]) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
-
-
-def _recorded_pid(path: Path) -> int | None:
-    try:
-        return int(json.loads(path.read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def until(check: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
