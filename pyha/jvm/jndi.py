@@ -31,7 +31,7 @@ __all__ = [
     "EMBEDDED_BASE_DN",
     "SNAPSHOT_FILE",
     "SNAPSHOT_FORMAT",
-    "DirectorySource",
+    "JndiSource",
     "LdapSource",
     "SnapshotSource",
     "snapshot",
@@ -76,8 +76,9 @@ def write_snapshot(path: Path, config: ClusterConfig, layout: Layout) -> None:
     os.replace(temporary, path)
 
 
-class DirectorySource(ABC):
-    """Where the JVM host's plugins find the cluster's directory."""
+class JndiSource(ABC):
+    """Where the JVM host's plugins find the cluster's directory through JNDI
+    (`PluginContext.directory()`): the LDAP server itself, or a snapshot file."""
 
     @abstractmethod
     def message(self) -> Message | None:
@@ -87,7 +88,7 @@ class DirectorySource(ABC):
         """Bring what the host reads up to date (before an operation); cheap when current."""
 
 
-class LdapSource(DirectorySource):
+class LdapSource(JndiSource):
     """The cluster's LDAP directory: the host binds with the server's own settings."""
 
     def __init__(self, settings: DirectorySettings, layout: Layout) -> None:
@@ -109,7 +110,7 @@ class LdapSource(DirectorySource):
         }
 
 
-class SnapshotSource(DirectorySource):
+class SnapshotSource(JndiSource):
     """The embedded store: a snapshot file of the configuration the server runs.
 
     Invariant: after `refresh`, the file holds the configuration `config()` returns

@@ -34,7 +34,7 @@ from pyha.jvm.build import (
 )
 from pyha.jvm.build import spi_jar as build_spi_jar
 from pyha.jvm.channel import Message
-from pyha.jvm.jndi import DirectorySource, LdapSource, SnapshotSource
+from pyha.jvm.jndi import JndiSource, LdapSource, SnapshotSource
 from pyha.jvm.supervisor import HostReply, HostUnavailable, JvmHost, host_environment
 from pyha.model.config import ClusterConfig
 from pyha.model.types import format_duration
@@ -163,11 +163,11 @@ class JavaRuntime:
             options["python"] = python
         self.host = JvmHost(self._host_jars, java_home=self.java_home, run_dir=run_dir, **options)
         self.host.on_stray_log = _log_to_resource
-        self.directory: DirectorySource | None = None
+        self.directory: JndiSource | None = None
         """Where plugins find the cluster's directory (PluginContext.directory()); None: nowhere."""
         self._ldap = False
         self._delivery = threading.Lock()
-        self._delivered: DirectorySource | None = None
+        self._delivered: JndiSource | None = None
         """The directory the running host was last told of."""
         self.host.directory = self._directory_message
         _RUNTIMES.add(self)
