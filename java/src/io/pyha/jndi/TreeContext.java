@@ -131,12 +131,8 @@ final class TreeContext implements DirContext {
 
     @Override
     public NamingEnumeration<NameClassPair> list(Name name) throws NamingException {
-        LdapName dn = full(name);
-        List<NameClassPair> out = new ArrayList<>();
-        for (LdapName child : tree.children(dn)) {
-            out.add(new NameClassPair(below(child, dn), TreeContext.class.getName(), true));
-        }
-        return new Results<>(out, 0);
+        return walk(full(name), SearchControls.ONELEVEL_SCOPE, 0,
+                (child, rdn) -> new NameClassPair(rdn, TreeContext.class.getName(), true));
     }
 
     @Override
@@ -146,12 +142,8 @@ final class TreeContext implements DirContext {
 
     @Override
     public NamingEnumeration<Binding> listBindings(Name name) throws NamingException {
-        LdapName dn = full(name);
-        List<Binding> out = new ArrayList<>();
-        for (LdapName child : tree.children(dn)) {
-            out.add(new Binding(below(child, dn), TreeContext.class.getName(), new TreeContext(tree, child, env), true));
-        }
-        return new Results<>(out, 0);
+        return walk(full(name), SearchControls.ONELEVEL_SCOPE, 0, (child, rdn) ->
+                new Binding(rdn, TreeContext.class.getName(), new TreeContext(tree, child, env), true));
     }
 
     @Override
@@ -249,29 +241,54 @@ final class TreeContext implements DirContext {
 
     private NamingEnumeration<SearchResult> search(LdapName base, Filter filter, SearchControls cons)
             throws NamingException {
-        List<LdapName> scope = new ArrayList<>();
-        switch (cons.getSearchScope()) {
+        return walk(base, cons.getSearchScope(), cons.getCountLimit(), (dn, relative) -> {
+            Attributes stored = tree.entry(dn);
+            if (stored == null || !filter.matches(tree, stored)) {
+                return null;
+            }
+            Object object = cons.getReturningObjFlag() ? new TreeContext(tree, dn, env) : null;
+            SearchResult result = new SearchResult(relative, object,
+                    attributes(dn, cons.getReturningAttributes()), true);
+            result.setNameInNamespace(dn.toString());
+            return result;
+        });
+    }
+
+    // ------------------------------------------------------------ the walk
+
+    /** What a walk makes of one entry it reaches; null leaves the entry out. */
+    @FunctionalInterface
+    private interface Visit<T> {
+        T visit(LdapName dn, String relative) throws NamingException;
+    }
+
+    /**
+     * The entries {@code scope} reaches from {@code base} (an LDAP search scope: the base
+     * itself, its children, or else its whole subtree), in tree order, each named relative
+     * to {@code base} and made into a result by {@code visit}; at most {@code limit} of them
+     * are handed out (0: no limit).
+     */
+    private <T> NamingEnumeration<T> walk(LdapName base, int scope, long limit, Visit<T> visit)
+            throws NamingException {
+        List<LdapName> reached = new ArrayList<>();
+        switch (scope) {
             case SearchControls.OBJECT_SCOPE:
-                scope.add(base);
+                reached.add(base);
                 break;
             case SearchControls.ONELEVEL_SCOPE:
-                scope.addAll(tree.children(base));
+                reached.addAll(tree.children(base));
                 break;
             default:
-                subtree(base, scope);
+                subtree(base, reached);
         }
-        List<SearchResult> found = new ArrayList<>();
-        for (LdapName dn : scope) {
-            Attributes stored = tree.entry(dn);
-            if (stored != null && filter.matches(tree, stored)) {
-                Object object = cons.getReturningObjFlag() ? new TreeContext(tree, dn, env) : null;
-                SearchResult result = new SearchResult(below(dn, base), object,
-                        attributes(dn, cons.getReturningAttributes()), true);
-                result.setNameInNamespace(dn.toString());
-                found.add(result);
+        List<T> out = new ArrayList<>();
+        for (LdapName dn : reached) {
+            T item = visit.visit(dn, below(dn, base));
+            if (item != null) {
+                out.add(item);
             }
         }
-        return new Results<>(found, cons.getCountLimit());
+        return new Results<>(out, limit);
     }
 
     private void subtree(LdapName dn, List<LdapName> out) {
