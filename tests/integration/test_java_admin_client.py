@@ -250,3 +250,22 @@ def test_an_operator_lists_groups_and_moves_one(consoles: JavaConsoles) -> None:
         assert group["node"] == to
     assert undone["ok"] is True, undone
     assert len(consoles.cluster.running_on()) == 1
+
+
+def test_status_in_full_lists_every_resource_as_the_python_client_does(
+        consoles: JavaConsoles) -> None:
+    """`status(true)` asks for every resource; this cluster is small, so the lean
+    `status()` lists every one too and neither omits any."""
+    wait_for(lambda: _settled(consoles), 60, "every node reports the group running",
+             consoles.cluster)
+    alice = consoles.users["alice"]
+    with AdminClient(consoles.addresses["n3"], alice.ca, alice.cert, alice.key) as admin:
+        python = admin.status(full=True)
+    names = [r.name for r in python.resources]
+    assert names == ["guard"] and python.omitted == 0
+    _, full, lean = consoles.java("n3", "bob", "status:true", "status")
+    for answer in (full, lean):
+        assert answer["ok"] is True, answer
+        assert answer["result"]["answered_by"] == "n3"
+        assert answer["result"]["resources"] == names
+        assert answer["result"]["omitted"] == 0

@@ -18,10 +18,11 @@ import java.util.Map;
  * </pre>
  *
  * A command is a name and its arguments joined by ':' ({@code whoami}, {@code groups},
- * {@code standby:n1}, {@code move:svc:n2}, {@code call:explain}). Each line is {@code
- * {"command": ..., "ok": true, "result": ...}} or {@code {"command": ..., "ok": false,
- * "type": ..., "message": ..., "attributes": ..., "remote": ...}}; a failed connect is
- * the line of the command {@code connect}, and the exit status is 2.
+ * {@code standby:n1}, {@code move:svc:n2}, {@code status:true} (in full), {@code
+ * call:explain}). Each line is {@code {"command": ..., "ok": true, "result": ...}} or
+ * {@code {"command": ..., "ok": false, "type": ..., "message": ..., "attributes": ...,
+ * "remote": ...}}; a failed connect is the line of the command {@code connect}, and the
+ * exit status is 2.
  */
 public final class AdminDriver {
     private AdminDriver() {
@@ -54,7 +55,7 @@ public final class AdminDriver {
         return switch (c[0]) {
             case "whoami" -> whoami(admin.whoami());
             case "groups" -> groups(admin.groups());
-            case "status" -> status(admin.status());
+            case "status" -> status(c.length > 1 ? admin.status(Boolean.parseBoolean(c[1])) : admin.status());
             case "explain" -> c.length > 1 ? admin.explain(c[1]) : admin.explain();
             case "methods" -> admin.methods();
             case "standby" -> admin.standby(c[1]);
@@ -93,6 +94,12 @@ public final class AdminDriver {
         out.put("coordinator", s.coordinator());
         out.put("members", s.members());
         out.put("groups", groups(s.groups()));
+        List<Object> resources = new ArrayList<>();
+        for (Status.Resource r : s.resources()) {
+            resources.add(r.name());
+        }
+        out.put("resources", resources);
+        out.put("omitted", s.omitted());
         List<Object> standby = new ArrayList<>();
         for (Status.Node n : s.nodes()) {
             if (n.standby()) {

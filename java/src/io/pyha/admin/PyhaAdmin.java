@@ -163,9 +163,18 @@ public final class PyhaAdmin implements AutoCloseable {
         return Whoami.of(Status.map(callWith("whoami", Map.of())));
     }
 
-    /** Nodes, coordinator, term, quorum, groups and resources (the main fields). */
+    /**
+     * Nodes, coordinator, term, quorum, groups and resources (the main fields); above 200
+     * resources only those not as they should be ({@link Status#omitted()} counts the others).
+     */
     public Status status() {
-        return Status.of(Status.map(callWith("status", Map.of())));
+        return status(false);
+    }
+
+    /** As {@link #status()}; with {@code full}, every resource however many there are. */
+    public Status status(boolean full) {
+        // full travels only when set, so that an older node still answers the default
+        return Status.of(Status.map(callWith("status", full ? kwargs("full", true) : Map.of())));
     }
 
     /** The groups of {@link #status()}: name, node, where active, state, target, why. */

@@ -8,14 +8,16 @@ import java.util.Map;
 /**
  * The cluster as the answering node sees it: a typed view of the main fields of the
  * {@code status} answer (the Python client's {@code StatusReport}). The whole answer,
- * timing included, is {@code admin.call("status")}.
+ * timing included, is {@code admin.call("status")}. {@code omitted} counts the resources
+ * a lean answer leaves out (more than 200, none asked in full); 0: all are listed.
  *
  * <p>Fields the answer lacks read as null, 0 or false, so an older or newer endpoint
  * still gives a view.
  */
 public record Status(String cluster, String answeredBy, String mode, String coordinator, long term,
                      long epoch, boolean quorum, boolean maintenance, List<String> members,
-                     String decision, List<Node> nodes, List<Group> groups, List<Resource> resources) {
+                     String decision, List<Node> nodes, List<Group> groups, List<Resource> resources,
+                     long omitted) {
 
     /** One node: reachable, standby, maintenance, and whether it coordinates. */
     public record Node(String name, boolean online, boolean standby, boolean maintenance,
@@ -42,7 +44,7 @@ public record Status(String cluster, String answeredBy, String mode, String coor
                 flag(m, "maintenance"), texts(m, "members"), text(m, "decision"),
                 rows(m, "nodes").stream().map(Status::node).toList(),
                 rows(m, "groups").stream().map(Status::group).toList(),
-                rows(m, "resources").stream().map(Status::resource).toList());
+                rows(m, "resources").stream().map(Status::resource).toList(), whole(m, "omitted"));
     }
 
     private static Node node(Map<String, Object> m) {
