@@ -1,4 +1,5 @@
-"""The Directory contract: every backend (in-memory, OpenLDAP) passes the same tests."""
+"""The Directory contract: every backend (in-memory, embedded files, OpenLDAP) passes the same
+tests."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pyha.directory.diff import Change
+from pyha.directory.embedded import EmbeddedDirectory
 from pyha.directory.ldif import parse_ldif, write_ldif
 from pyha.directory.records import AuditRecord, NodeStatusRecord, StatusRecord
 from pyha.directory.store import ConcurrentChange, EntryStore
@@ -50,11 +53,22 @@ def _ldap_modify(server: Any) -> Callable[[str, dict[str, str | list[str]]], Non
     return modify
 
 
-@pytest.fixture(params=["memory", "ldap"])
-def backend(request: pytest.FixtureRequest, cluster_name: str) -> Iterator[Backend]:
+@pytest.fixture(params=["memory", "embedded", "ldap"])
+def backend(request: pytest.FixtureRequest, cluster_name: str,
+            tmp_path: Path) -> Iterator[Backend]:
     if request.param == "memory":
         memory = MemoryDirectory(cluster=cluster_name)
         yield Backend(memory, memory.modify_entry, memory.actor)
+        return
+    if request.param == "embedded":
+        # Behind its back: another directory on the same files (as another process would be).
+        embedded = EmbeddedDirectory(tmp_path, cluster_name, actor="pyha@n1")
+        other = EmbeddedDirectory(tmp_path, cluster_name, actor="admin@elsewhere")
+        try:
+            yield Backend(embedded, other.modify_entry, other.actor)
+        finally:
+            embedded.close()
+            other.close()
         return
     from pyha.directory.ldap import LdapDirectory
 
