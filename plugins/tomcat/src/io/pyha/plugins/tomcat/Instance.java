@@ -1,9 +1,9 @@
 package io.pyha.plugins.tomcat;
 
+import io.pyha.spi.ProcessFinder;
+import io.pyha.spi.ServerControl;
 import java.io.File;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -22,10 +22,7 @@ import java.util.Optional;
 final class Instance {
     static final String BOOTSTRAP = "org.apache.catalina.startup.Bootstrap";
     static final String UMASK = "0027";
-    private static final Path PROC = Path.of("/proc");
-    private static final Path SETSID = Path.of("/usr/bin/setsid");
     private static final Path SETPRIV = Path.of("/usr/bin/setpriv");
-    private static final int LOG_TAIL = 2000;
 
     private Instance() {
     }
@@ -33,64 +30,26 @@ final class Instance {
     /** The pid of the Tomcat running {@code base}, if any. */
     static Optional<Long> find(Path base) {
         Path wanted = base.toAbsolutePath().normalize();
-        try (DirectoryStream<Path> entries = Files.newDirectoryStream(PROC, "[0-9]*")) {
-            for (Path entry : entries) {
-                long pid = Long.parseLong(entry.getFileName().toString());
-                List<String> args = commandLine(pid);
-                if (args.contains(BOOTSTRAP) && matches(args, wanted) && alive(pid)) {
-                    return Optional.of(pid);
-                }
-            }
-        } catch (IOException e) {
-            throw new IllegalStateException("cannot list processes in /proc: " + e.getMessage(), e);
-        }
-        return Optional.empty();
-    }
-
-    /** True while {@code pid} exists and is not a zombie (an exited child not yet reaped). */
-    static boolean alive(long pid) {
-        try {
-            String stat = Files.readString(PROC.resolve(Long.toString(pid)).resolve("stat"));
-            // The state follows the command name, which is in parentheses and may hold anything.
-            char state = stat.charAt(stat.lastIndexOf(')') + 2);
-            return state != 'Z' && state != 'X';
-        } catch (IOException | RuntimeException e) {
-            return false;
-        }
+        return ProcessFinder.find((pid, args) -> args.contains(BOOTSTRAP) && runs(args, wanted));
     }
 
     /** Starts Tomcat for {@code s}; its pid (the JVM's: every wrapper execs). */
     static long launch(Settings s, String gid) throws IOException {
-        ProcessBuilder builder = new ProcessBuilder(argv(s, gid));
-        Map<String, String> env = builder.environment();
-        String lang = env.get("LANG");
-        env.clear();
-        env.put("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-        env.put("LANG", lang == null ? "C.UTF-8" : lang);
-        env.put("HOME", s.base().toString());
-        env.put("CATALINA_HOME", s.home().toString());
-        env.put("CATALINA_BASE", s.base().toString());
-        env.put("JAVA_HOME", s.javaHome().toString());
-        Path logs = s.base().resolve("logs");
-        Files.createDirectories(logs);
-        File out = logs.resolve("catalina.out").toFile();
-        builder.directory(s.base().toFile())
-            .redirectInput(new File("/dev/null"))
-            .redirectOutput(ProcessBuilder.Redirect.appendTo(out))
-            .redirectErrorStream(true);
-        return builder.start().pid();
+        Map<String, String> env = Map.of(
+            "HOME", s.base().toString(),
+            "CATALINA_HOME", s.home().toString(),
+            "CATALINA_BASE", s.base().toString(),
+            "JAVA_HOME", s.javaHome().toString());
+        return ServerControl.launch(argv(s, gid), s.base(), env, catalinaOut(s.base())).pid();
     }
 
     /**
-     * The command: setsid (Tomcat outlives the JVM host), setpriv when a user is set, a fixed
-     * {@code sh -c} that only sets the umask catalina.sh would set and execs, then java with
-     * what catalina.sh run passes. The options never pass through a shell.
+     * The command, run in its own session ({@link ServerControl#launch}): setpriv when a user
+     * is set, a fixed {@code sh -c} that only sets the umask catalina.sh would set and execs,
+     * then java with what catalina.sh run passes. The options never pass through a shell.
      */
     static List<String> argv(Settings s, String gid) {
         List<String> argv = new ArrayList<>();
-        if (Files.isExecutable(SETSID)) {
-            argv.add(SETSID.toString());
-        }
         if (s.user() != null) {
             argv.addAll(List.of(SETPRIV.toString(), "--reuid=" + s.user(), "--regid=" + gid, "--init-groups"));
         }
@@ -147,39 +106,22 @@ final class Instance {
 
     /** The last lines of the instance's catalina.out, to say why a start failed. */
     static String logTail(Path base) {
-        Path out = base.resolve("logs").resolve("catalina.out");
-        try {
-            String text = Files.readString(out, StandardCharsets.UTF_8);
-            return text.substring(Math.max(0, text.length() - LOG_TAIL)).strip();
-        } catch (IOException | RuntimeException e) {
-            return "(no " + out + ")";
-        }
+        return ServerControl.logTail(catalinaOut(base));
     }
 
-    private static List<String> commandLine(long pid) {
-        try {
-            byte[] raw = Files.readAllBytes(PROC.resolve(Long.toString(pid)).resolve("cmdline"));
-            return List.of(new String(raw, StandardCharsets.UTF_8).split("\0"));
-        } catch (IOException | RuntimeException e) {
-            return List.of();  // gone meanwhile, or not ours to read
-        }
+    private static Path catalinaOut(Path base) {
+        return base.resolve("logs").resolve("catalina.out");
     }
 
-    private static boolean matches(List<String> args, Path wanted) {
+    /** True if one of {@code args} is {@code -Dcatalina.base=} naming {@code wanted}. */
+    private static boolean runs(List<String> args, Path wanted) {
         String prefix = "-Dcatalina.base=";
         for (String arg : args) {
-            if (arg.startsWith(prefix) && sameBase(arg.substring(prefix.length()), wanted)) {
+            if (arg.startsWith(prefix)
+                    && ProcessFinder.path(arg.substring(prefix.length())).equals(Optional.of(wanted))) {
                 return true;
             }
         }
         return false;
-    }
-
-    private static boolean sameBase(String text, Path wanted) {
-        try {
-            return Path.of(text).toAbsolutePath().normalize().equals(wanted);
-        } catch (RuntimeException e) {
-            return false;  // not a path at all
-        }
     }
 }

@@ -6,7 +6,9 @@ import io.pyha.spi.Parameter;
 import io.pyha.spi.ParameterType;
 import io.pyha.spi.PluginContext;
 import io.pyha.spi.PluginLogger;
+import io.pyha.spi.ProcessFinder;
 import io.pyha.spi.ResourcePlugin;
+import io.pyha.spi.ServerControl;
 import java.io.IOException;
 import java.io.OutputStream;
 import java.net.InetAddress;
@@ -32,7 +34,6 @@ import java.util.concurrent.TimeUnit;
 public final class TomcatPlugin implements ResourcePlugin {
     private static final long POLL_MILLIS = 250;
     private static final long JMX_TIMEOUT_MILLIS = 5000;
-    private static final long KILL_MARGIN_MILLIS = 2000;
 
     /** For ServiceLoader. */
     public TomcatPlugin() {
@@ -134,18 +135,11 @@ public final class TomcatPlugin implements ResourcePlugin {
             log.info("sending SIGTERM to Tomcat (pid " + pid + ")");
             ProcessHandle.of(pid).ifPresent(ProcessHandle::destroy);
         }
-        long margin = Math.min(KILL_MARGIN_MILLIS, ctx.remainingMillis() / 4);
-        if (waitGone(pid, ctx, margin)) {
+        if (ServerControl.waitGone(pid, ctx, ServerControl.killMargin(ctx))) {
             log.info("Tomcat " + s.base() + " (pid " + pid + ") stopped");
             return Ocf.SUCCESS;
         }
-        log.warning("Tomcat (pid " + pid + ") did not stop in time; killing it");
-        ProcessHandle.of(pid).ifPresent(ProcessHandle::destroyForcibly);
-        if (waitGone(pid, ctx, 0)) {
-            return Ocf.SUCCESS;
-        }
-        log.error("Tomcat (pid " + pid + ") survived SIGKILL");
-        return Ocf.ERR_GENERIC;
+        return ServerControl.kill(pid, "Tomcat", ctx);
     }
 
     // ------------------------------------------------------------------------ helpers
@@ -176,9 +170,9 @@ public final class TomcatPlugin implements ResourcePlugin {
     }
 
     private static int awaitStarted(Settings s, PluginContext ctx, long pid) {
-        String last = "no answer yet";
-        while (!ctx.isCancelled()) {
-            if (!Instance.alive(pid)) {
+        ServerControl.Poll poll = ServerControl.poll(ctx, POLL_MILLIS, 0);
+        while (poll.again()) {
+            if (!ProcessFinder.alive(pid)) {
                 ctx.log().error("Tomcat (pid " + pid + ") exited while starting; catalina.out ends with:\n"
                     + Instance.logTail(s.base()));
                 return Ocf.ERR_GENERIC;
@@ -188,12 +182,9 @@ public final class TomcatPlugin implements ResourcePlugin {
                 ctx.log().info("Tomcat " + s.base() + " (pid " + pid + ") is STARTED");
                 return Ocf.SUCCESS;
             }
-            last = problem;
-            if (!pause(Math.min(POLL_MILLIS, ctx.remainingMillis()))) {
-                break;
-            }
+            poll.problem(problem);
         }
-        ctx.log().error("Tomcat (pid " + pid + ") did not start in time: " + last);
+        ctx.log().error("Tomcat (pid " + pid + ") did not start in time: " + poll.last());
         return Ocf.ERR_GENERIC;
     }
 
@@ -219,28 +210,6 @@ public final class TomcatPlugin implements ResourcePlugin {
             return true;
         } catch (IOException e) {
             log.warning("cannot reach the shutdown port 127.0.0.1:" + port + ": " + e.getMessage());
-            return false;
-        }
-    }
-
-    /** Waits until {@code pid} is gone, or only {@code margin} ms are left; true if gone. */
-    private static boolean waitGone(long pid, PluginContext ctx, long margin) {
-        while (Instance.alive(pid)) {
-            long left = ctx.remainingMillis() - margin;
-            if (left <= 0 || !pause(Math.min(100, left))) {
-                return !Instance.alive(pid);
-            }
-        }
-        return true;
-    }
-
-    /** Sleeps; false if interrupted (pyha cancelled the operation). */
-    private static boolean pause(long millis) {
-        try {
-            TimeUnit.MILLISECONDS.sleep(Math.max(1, millis));
-            return true;
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
             return false;
         }
     }

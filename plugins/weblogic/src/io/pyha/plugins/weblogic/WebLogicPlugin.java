@@ -6,13 +6,14 @@ import io.pyha.spi.Parameter;
 import io.pyha.spi.ParameterType;
 import io.pyha.spi.PluginContext;
 import io.pyha.spi.PluginLogger;
+import io.pyha.spi.ProcessFinder;
 import io.pyha.spi.ResourcePlugin;
+import io.pyha.spi.ServerControl;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.concurrent.TimeUnit;
 
 /**
  * The weblogic resource type ({@code java:pyha:weblogic}): one server of a WebLogic domain,
@@ -29,7 +30,6 @@ public final class WebLogicPlugin implements ResourcePlugin {
     private static final long POLL_MILLIS = 250;
     private static final long JMX_TIMEOUT_MILLIS = 10_000;
     private static final long RETURN_MARGIN_MILLIS = 500;
-    private static final long KILL_MARGIN_MILLIS = 2000;
 
     /** For ServiceLoader. */
     public WebLogicPlugin() {
@@ -149,7 +149,7 @@ public final class WebLogicPlugin implements ResourcePlugin {
         }
         long pid = found.get();
         Credentials credentials = credentials(s, log);
-        long margin = Math.min(KILL_MARGIN_MILLIS, ctx.remainingMillis() / 4);
+        long margin = ServerControl.killMargin(ctx);
         long forceAt = System.currentTimeMillis() + (ctx.remainingMillis() - margin) / 2;
         if (credentials != null && graceful(s, credentials, ctx, pid, forceAt)) {
             return Ocf.SUCCESS;
@@ -157,14 +157,7 @@ public final class WebLogicPlugin implements ResourcePlugin {
         if (forced(s, credentials, ctx, pid, margin)) {
             return Ocf.SUCCESS;
         }
-        log.warning(describe(s) + " (pid " + pid + ") did not stop in time; killing it");
-        ProcessHandle.of(pid).ifPresent(ProcessHandle::destroyForcibly);
-        if (waitGone(pid, ctx, 0)) {
-            log.info(describe(s) + " (pid " + pid + ") killed");
-            return Ocf.SUCCESS;
-        }
-        log.error(describe(s) + " (pid " + pid + ") survived SIGKILL");
-        return Ocf.ERR_GENERIC;
+        return ServerControl.kill(pid, describe(s), ctx);
     }
 
     // ------------------------------------------------------------------------ stop steps
@@ -176,10 +169,10 @@ public final class WebLogicPlugin implements ResourcePlugin {
         Jmx.Status asked = Jmx.shutdown(s, c, seconds, Math.max(1, budget));
         if (asked.kind() != Jmx.Kind.ANSWERED) {
             ctx.log().warning("graceful shutdown of " + describe(s) + " failed: " + asked.detail());
-            return !ServerProcess.alive(pid) && gone(s, ctx, pid, "exited");
+            return !ProcessFinder.alive(pid) && gone(s, ctx, pid, "exited");
         }
         ctx.log().info(asked.detail());
-        return waitGone(pid, ctx, ctx.deadlineMillis() - until) && gone(s, ctx, pid, "shut down");
+        return ServerControl.waitGone(pid, ctx, ctx.deadlineMillis() - until) && gone(s, ctx, pid, "shut down");
     }
 
     /** forceShutdown() (SIGTERM when JMX cannot take it), then waits until {@code margin} is left. */
@@ -193,7 +186,7 @@ public final class WebLogicPlugin implements ResourcePlugin {
                 + "); sending SIGTERM to pid " + pid);
             ProcessHandle.of(pid).ifPresent(ProcessHandle::destroy);
         }
-        return waitGone(pid, ctx, margin) && gone(s, ctx, pid, "force shut down");
+        return ServerControl.waitGone(pid, ctx, margin) && gone(s, ctx, pid, "force shut down");
     }
 
     private static boolean gone(Settings s, PluginContext ctx, long pid, String how) {
@@ -244,10 +237,10 @@ public final class WebLogicPlugin implements ResourcePlugin {
      * meanwhile: it was shutting down), then polls until it is RUNNING and healthy.
      */
     private static int awaitRunning(Settings s, Credentials c, PluginContext ctx) {
-        String last = "no answer yet";
+        ServerControl.Poll poll = ServerControl.poll(ctx, POLL_MILLIS, RETURN_MARGIN_MILLIS);
         Process launcher = null;
         boolean launched = false;
-        while (!ctx.isCancelled()) {
+        while (poll.again()) {
             Optional<Long> pid = ServerProcess.find(s.domainHome(), s.serverName());
             if (pid.isEmpty() && (launcher == null || !launcher.isAlive())) {
                 if (launched) {
@@ -273,43 +266,15 @@ public final class WebLogicPlugin implements ResourcePlugin {
                     ctx.log().error(describe(s) + " (pid " + pid.get() + ") failed to start: " + problem);
                     return Ocf.ERR_GENERIC;
                 }
-                last = problem;
-            }
-            if (!pause(Math.min(POLL_MILLIS, ctx.remainingMillis() - RETURN_MARGIN_MILLIS))) {
-                break;
+                poll.problem(problem);
             }
         }
-        ctx.log().error(describe(s) + " did not reach RUNNING in time: " + last);
+        ctx.log().error(describe(s) + " did not reach RUNNING in time: " + poll.last());
         return Ocf.ERR_GENERIC;
     }
 
     private static long jmxTimeout(PluginContext ctx) {
         return Math.max(1, Math.min(JMX_TIMEOUT_MILLIS, ctx.remainingMillis() - RETURN_MARGIN_MILLIS));
-    }
-
-    /** Waits until {@code pid} is gone, or only {@code margin} ms are left; true if gone. */
-    private static boolean waitGone(long pid, PluginContext ctx, long margin) {
-        while (ServerProcess.alive(pid)) {
-            long left = ctx.remainingMillis() - margin;
-            if (left <= 0 || !pause(Math.min(100, left))) {
-                return !ServerProcess.alive(pid);
-            }
-        }
-        return true;
-    }
-
-    /** Sleeps; false if interrupted (pyha cancelled the operation) or there is no time to sleep. */
-    private static boolean pause(long millis) {
-        if (millis <= 0) {
-            return false;
-        }
-        try {
-            TimeUnit.MILLISECONDS.sleep(millis);
-            return true;
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            return false;
-        }
     }
 
     private static String describe(Settings s) {
