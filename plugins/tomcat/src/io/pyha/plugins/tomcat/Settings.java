@@ -1,5 +1,6 @@
 package io.pyha.plugins.tomcat;
 
+import io.pyha.spi.Words;
 import java.net.URI;
 import java.net.URISyntaxException;
 import java.nio.file.Path;

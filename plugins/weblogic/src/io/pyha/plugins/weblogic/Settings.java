@@ -1,5 +1,6 @@
 package io.pyha.plugins.weblogic;
 
+import io.pyha.spi.Words;
 import java.net.MalformedURLException;
 import java.net.URI;
 import java.net.URISyntaxException;

@@ -1,15 +1,24 @@
-package io.pyha.plugins.weblogic;
+package io.pyha.spi;
 
 import java.util.ArrayList;
 import java.util.List;
 
-/** The words of a LIST parameter, which pyha hands over quoted as a POSIX shell would; never a shell. */
-final class Words {
+/**
+ * The words of a LIST parameter ({@link PluginContext#parameters()}), which pyha hands over
+ * quoted as a POSIX shell would ({@code shlex.join}), or of any option line a user writes
+ * that way: split as a shell splits, never run through one, nothing expanded.
+ */
+public final class Words {
     private Words() {
     }
 
-    /** Blanks separate, single and double quotes group, a backslash escapes the next character. */
-    static List<String> split(String line) {
+    /**
+     * The words of {@code line}: blanks separate, single and double quotes group, a backslash
+     * (outside single quotes) escapes the next character.
+     *
+     * @throws IllegalArgumentException if a quote is not closed
+     */
+    public static List<String> split(String line) {
         List<String> words = new ArrayList<>();
         StringBuilder word = new StringBuilder();
         boolean started = false;
