@@ -45,7 +45,7 @@ from pyha.directory.filestore import (
     TREE,
     FileMark,
     TableStore,
-    entry_from_json,
+    entries_from_json,
     entry_to_json,
     file_lock,
     unchanged,
@@ -156,11 +156,8 @@ def read_tree(data: bytes, path: Path) -> StoredTree:
         origin = Origin(str(who), float(when) if isinstance(when, int | float) else None) \
             if who else None
         return StoredTree(doc["base_dn"], cluster, whole=doc["config"], origin=origin)
-    items = doc.get("entries")
-    if not isinstance(items, list):
-        raise ConfigError(f"{path}: entries: a list is expected")
     return StoredTree(doc["base_dn"], cluster,
-                      entries=tuple(entry_from_json(i, str(path)) for i in items))
+                      entries=tuple(entries_from_json(doc.get("entries"), str(path))))
 
 
 def _cluster_of(whole: Any) -> str | None:
@@ -448,10 +445,9 @@ def _read_records(data: bytes | None, path: Path) -> list[tuple[Entry, Origin | 
         return []
     try:
         doc = json.loads(data)
-        if not isinstance(doc, dict) or doc.get("format") != RECORDS_FORMAT \
-                or not isinstance(doc.get("entries"), list):
+        if not isinstance(doc, dict) or doc.get("format") != RECORDS_FORMAT:
             raise ConfigError(f"{path}: format: not a {RECORDS_FORMAT} file")
-        return [entry_from_json(item, str(path)) for item in doc["entries"]]
+        return entries_from_json(doc.get("entries"), str(path))
     except ValueError as exc:
         raise DirectoryError(f"{path}: not valid JSON: {exc}") from None
     except ConfigError as exc:

@@ -398,25 +398,37 @@ def entry_to_json(entry: Entry, origin: Origin | None) -> dict[str, Any]:
     return item
 
 
-def entry_from_json(item: Any, source: str) -> tuple[Entry, Origin | None]:
-    """An entry and its origin from `entry_to_json`'s form; ConfigError names `source`."""
-    try:
-        dn, attrs = item["dn"], item["attributes"]
-        if not isinstance(dn, str) or not all(
-                isinstance(v, list) and all(isinstance(x, str) for x in v)
-                for v in attrs.values()):
-            raise TypeError("a DN and lists of text values are expected")
-        entry = Entry(dn, {k.lower(): tuple(v) for k, v in attrs.items() if v})
-        who = item.get("modifiersName")
-        when = item.get("modifyTime")
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{source}: an entry is malformed ({exc!s}): {str(item)[:80]}") \
-            from None
-    origin = Origin(str(who), float(when) if isinstance(when, int | float) else None) \
-        if who else None
-    return entry, origin
+def entries_from_json(items: Any, source: str) -> list[tuple[Entry, Origin | None]]:
+    """Entries and their origins from `entry_to_json`'s form; ConfigError names `source`."""
+    if not isinstance(items, list):
+        raise ConfigError(f"{source}: entries: a list is expected")
+    out: list[tuple[Entry, Origin | None]] = []
+    origins: dict[tuple[Any, Any], Origin] = {}  # a batch's entries share one origin
+    for index, item in enumerate(items):
+        try:
+            dn = item["dn"]
+            if dn.__class__ is not str:
+                raise TypeError("the DN is no text")
+            attrs: dict[str, tuple[str, ...]] = {}
+            for name, values in item["attributes"].items():
+                if values.__class__ is not list:
+                    raise TypeError(f"{name}: a list of values is expected")
+                "".join(values)  # TypeError unless every value is text
+                if values:
+                    attrs[name.lower()] = tuple(values)
+            stamp = (item.get("modifiersName"), item.get("modifyTime"))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError(f"{source}: entries[{index}]: malformed ({exc!s}): "
+                              f"{str(item)[:80]}") from None
+        origin = origins.get(stamp)
+        if origin is None and stamp[0]:
+            when = stamp[1]
+            origin = origins[stamp] = Origin(str(stamp[0]), float(when) if isinstance(
+                when, int | float) else None)
+        out.append((Entry(dn, attrs), origin))
+    return out
 
 
 __all__ = ["LOCK_TIMEOUT", "RECORDS", "RECORD_CLASSES", "TREE", "FileMark", "TableStore",
-           "entry_from_json", "entry_to_json", "file_lock", "part_of", "temporary_path",
+           "entries_from_json", "entry_to_json", "file_lock", "part_of", "temporary_path",
            "unchanged", "write_durably"]

@@ -1,0 +1,136 @@
+"""The embedded directory across processes: concurrent writers lose nothing, a watch sees
+another process's writes, and a writer that holds the lock too long is reported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pyha.directory.embedded import LOCK_FILE, ConfigStore, EmbeddedDirectory
+from pyha.directory.filestore import file_lock
+from pyha.errors import DirectoryError
+from pyha.model.config import ClusterConfig, Node
+
+WRITER = """
+import sys, time
+from pathlib import Path
+from pyha.directory.embedded import EmbeddedDirectory
+from pyha.directory.records import AuditRecord
+from pyha.directory.store import ConcurrentChange
+from pyha.model.config import Node
+
+state, prefix, count = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+deadline = time.monotonic() + 30
+while not (state / "go").exists() and time.monotonic() < deadline:
+    time.sleep(0.001)
+directory = EmbeddedDirectory(state, "c", actor=f"writer-{prefix}")
+for i in range(count):
+    for _ in range(500):
+        try:
+            directory.add_node(Node(name=f"{prefix}{i}"))
+            break
+        except ConcurrentChange:
+            continue
+    else:
+        sys.exit(f"{prefix}{i}: lost the epoch race 500 times")
+    directory.write_audit(AuditRecord.new(time.time(), prefix, "modify",
+                                          changes=(f"{prefix}{i}",)))
+"""
+
+SAVER = """
+import sys
+from pathlib import Path
+from pyha.directory.embedded import ConfigStore, from_json
+import json
+
+ConfigStore(Path(sys.argv[1]), actor="pyha@n2").save(from_json(json.loads(sys.argv[2])))
+"""
+
+
+def _config(epoch: int = 1) -> ClusterConfig:
+    return ClusterConfig.from_mapping({"cluster": {"name": "c"}, "epoch": epoch,
+                                       "nodes": [{"name": "n1"}]})
+
+
+def _wait(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    EmbeddedDirectory(tmp_path, "c").replace(_config())
+    count = 15
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), prefix,
+                                 str(count)], stderr=subprocess.PIPE, text=True)
+               for prefix in ("a", "b")]
+    try:
+        (tmp_path / "go").touch()
+        for writer in writers:
+            _, err = writer.communicate(timeout=120)
+            assert writer.returncode == 0, err
+    finally:
+        for writer in writers:
+            if writer.poll() is None:
+                writer.kill()
+                writer.wait()
+    directory = EmbeddedDirectory(tmp_path, "c")
+    config = directory.load()
+    names = {n.name for n in config.nodes}
+    assert names == {"n1"} | {f"{p}{i}" for p in "ab" for i in range(count)}
+    assert config.epoch == 1 + 2 * count
+    audited = [r.changes[0] for r in directory.read_audit()]
+    assert sorted(audited) == sorted(f"{p}{i}" for p in "ab" for i in range(count))
+
+
+def test_a_watch_sees_another_process_save_the_configuration(tmp_path: Path) -> None:
+    directory = EmbeddedDirectory(tmp_path, "c", poll_interval=0.05)
+    directory.replace(_config())
+    got: list[ClusterConfig] = []
+    watch = directory.watch(got.append, known=directory.load())
+    try:
+        new = _config(epoch=5).model_copy(update={"nodes": (Node(name="n1"),
+                                                            Node(name="n2"))})
+        subprocess.run([sys.executable, "-c", SAVER, str(tmp_path), new.model_dump_json()],
+                       check=True, timeout=60)
+        assert _wait(lambda: bool(got))
+        assert got[-1] == new
+        directory.add_node(Node(name="n3"))  # its own writes are seen too
+        assert _wait(lambda: len(got) == 2)
+        assert [n.name for n in got[-1].nodes] == ["n1", "n2", "n3"]
+    finally:
+        watch.stop()
+        directory.close()
+
+
+def test_a_writer_that_holds_the_lock_too_long_is_reported(tmp_path: Path) -> None:
+    directory = EmbeddedDirectory(tmp_path, "c", lock_timeout=0.2)
+    directory.replace(_config())
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with file_lock(tmp_path / LOCK_FILE):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(10)
+        with pytest.raises(DirectoryError, match=r"held this lock for more than 0\.2 s"):
+            directory.add_node(Node(name="n2"))
+    finally:
+        release.set()
+        thread.join(10)
+    directory.add_node(Node(name="n2"))
+    stored = ConfigStore(tmp_path).load()
+    assert stored is not None and [n.name for n in stored.nodes] == ["n1", "n2"]
