@@ -15,6 +15,7 @@ from pyha.admin import changes as ch
 from pyha.admin.report import ChangeResult
 from pyha.clock import Clock, MonotonicClock
 from pyha.cluster import tiebreak as tb
+from pyha.cluster.departures import DepartureWatch, silent_after
 from pyha.cluster.fence import fence_devices
 from pyha.cluster.source import DirectorySource
 from pyha.cluster.state import NodeState
@@ -135,6 +136,8 @@ class ClusterNode:
         """One configuration change at a time, from taking the base to adopting the result."""
         self._epoch_seen, self._refused = config.epoch, ""
         """The highest epoch any member reported: the next change's epoch is above it."""
+        self.departures = DepartureWatch(self.clock, lambda: self.options, self._silent,
+                                         self._rpc_address, self._gone)
 
     def _init_watchdog(self, config: ClusterConfig, node: str) -> None:
         self._office: float | None = None
@@ -182,6 +185,8 @@ class ClusterNode:
         beats.start()
         threading.Thread(target=self._hold_tiebreak, args=(stop,), daemon=True,
                          name="pyha tiebreak").start()
+        threading.Thread(target=self.departures.run, args=(stop,), daemon=True,
+                         name="pyha departures").start()
         clean = False  # an exception leaves the watchdog armed: the machine resets
         try:
             threading.Thread(target=self._wake.after, args=(stop,), daemon=True,
@@ -231,13 +236,15 @@ class ClusterNode:
 
     def _pause(self) -> float:
         """How long the loop may sleep: a heartbeat interval, but never past the moment
-        a peer would be declared down (so a death is acted on at once, not a tick later)."""
+        a peer would be declared down or this node is to stand for election (so a death
+        is acted on at once, not a tick later)."""
         now = self.clock.now()
         with self._lock:
-            expiry = self.detector.next_expiry(now)
+            due = [t for t in (self.detector.next_expiry(now), self._next_election)
+                   if t is not None and t > now]
         pause = self.options.heartbeat_interval
-        if expiry is not None:
-            pause = min(pause, max(0.001, expiry - now + 0.001))
+        if due:
+            pause = min(pause, max(0.001, min(due) - now + 0.001))
         return pause
 
     # -- heartbeats and the election ------------------------------------------------------
@@ -290,6 +297,28 @@ class ClusterNode:
                 self.election = el.on_ack(self.election, hb.node, float(ack[1]),
                                           term=int(ack[0]), voters=self.voters,
                                           lease=self.lease, now=at)
+
+    def _silent(self, after: float) -> list[str]:
+        with self._lock:
+            return self.detector.silent(self.clock.now(), after)
+
+    def _rpc_address(self, node: str) -> tuple[str, int] | None:
+        client = self.peers.get(node)
+        return None if client is None else client.address
+
+    def _gone(self, node: str, at: float) -> None:
+        """`node`'s host refused a connection to its server: down now; if it was the
+        coordinator, its lease is not honoured any longer and this node may stand soon
+        (at a random time within `silent_after`, so the survivors rarely stand at once)."""
+        with self._lock:
+            self.detector.gone(node, at)
+            before = self.election
+            self.election = el.release_lease(before, node, at)
+            if self.election is not before:
+                spread = silent_after(self.options.heartbeat_interval, self.options.dead_after)
+                self._next_election = min(self._next_election,
+                                          at + random.uniform(0.0, spread))
+        self._wake.set()
 
     def _note_confirmed(self, heard: object) -> None:
         """From the coordinator's heartbeat: which heartbeat of ours it heard last (the
@@ -462,6 +491,11 @@ class ClusterNode:
     def _on_vote(self, params: dict[str, Any], caller: str) -> dict[str, Any]:
         request = el.VoteRequest(int(params["term"]), caller, int(params["epoch"]),
                                  bool(params.get("pre", False)))
+        with self._lock:
+            holder = self.election.coordinator
+            honoured = self.clock.now() < self.election.lease_until
+        if honoured and holder not in (None, caller, self.node):
+            self.departures.ask_now(str(holder))  # a gone holder's lease is not honoured
         with self._lock:
             before = self.election
             self.election, reply = el.on_vote_request(before, request, self.config.epoch,

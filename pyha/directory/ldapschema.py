@@ -125,6 +125,8 @@ ATTRIBUTE_TYPES: tuple[AttributeType, ...] = (
     A(51, "pyhaExtra", "text", "a model field without an attribute of its own: path=JSON",
       single=False),
     A(52, "pyhaWitnessClaim", "text", "who holds the witness: node=NAME;term=N;until=UNIX-MS"),
+    A(53, "pyhaProbeDepartures", "boolean",
+      "ask the host of a silent peer whether its server runs"),
 )
 
 OC = ObjectClass
@@ -132,8 +134,8 @@ OBJECT_CLASSES: tuple[ObjectClass, ...] = (
     OC(1, "pyhaCluster", "a cluster: options and config epoch", ("cn",),
       ("pyhaEpoch", "pyhaStickiness", "pyhaNoQuorumPolicy", "pyhaMaintenance", "pyhaDeadAfter",
        "pyhaHeartbeatInterval", "pyhaTiebreaker", "pyhaFenceRaceDelay", "pyhaCycleInterval",
-       "pyhaCallTimeout", "pyhaKeyFile", "pyhaRecoveryWithoutFencing", "pyhaStateDir",
-       "pyhaPluginPath", "description", "pyhaExtra")),
+       "pyhaCallTimeout", "pyhaProbeDepartures", "pyhaKeyFile", "pyhaRecoveryWithoutFencing",
+       "pyhaStateDir", "pyhaPluginPath", "description", "pyhaExtra")),
     OC(2, "pyhaNode", "a computer of the cluster", ("cn",),
       ("pyhaAddress", "pyhaRpc", "pyhaVotes", "pyhaStandby", "pyhaMaintenance",
        "pyhaAttribute", "pyhaFence", "pyhaPosition", "pyhaExtra")),

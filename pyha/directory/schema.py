@@ -64,6 +64,7 @@ OPTIONS_ATTRS = (
     Attr("fence_race_delay", "pyhaFenceRaceDelay", DURATION),
     Attr("cycle_interval", "pyhaCycleInterval", DURATION),
     Attr("call_timeout", "pyhaCallTimeout", DURATION),
+    Attr("probe_departures", "pyhaProbeDepartures", BOOLEAN),
     Attr("key_file", "pyhaKeyFile"),
     Attr("recovery_without_fencing", "pyhaRecoveryWithoutFencing", BOOLEAN),
     Attr("state_dir", "pyhaStateDir"),

@@ -31,13 +31,21 @@ class _Peer:
     heard: dict[int, float] = field(default_factory=dict)
     incarnation: int | None = None
     restarted: bool = False
+    gone: float | None = None
+    """When its cluster server was found gone (its port refused a connection); only
+    heartbeats received after that count."""
+
+    def fresh(self) -> list[float]:
+        """The receive times that still count (per link)."""
+        return [t for t in self.heard.values() if self.gone is None or t > self.gone]
 
 
 class FailureDetector:
     """Tracks heartbeats per node and link; time only comes in as arguments.
 
     Invariant: a node is alive at `now` exactly when a valid heartbeat from it arrived
-    on some link at a time t with now - t < dead_after. The local node is always alive.
+    on some link at a time t with now - t < dead_after, and its server was not found gone
+    (`gone`) after t. The local node is always alive.
     """
 
     def __init__(self, local: str, nodes: list[str], dead_after: float) -> None:
@@ -65,6 +73,19 @@ class FailureDetector:
             peer.incarnation = incarnation
             peer.heard[link] = max(at, peer.heard.get(link, at))
 
+    def gone(self, node: str, at: float) -> None:
+        """Record that `node`'s cluster server was found not running at `at` (its port
+        refused a connection): it is down from then on, until heard again."""
+        peer = self._peers.get(node)
+        if peer is not None:
+            peer.gone = at if peer.gone is None else max(peer.gone, at)
+
+    def silent(self, now: float, after: float) -> list[str]:
+        """The nodes still alive at `now` of which nothing was heard for `after` seconds:
+        the ones worth asking whether their server still runs."""
+        return [n for n, p in self._peers.items() if self.alive(n, now)
+                and now - max(p.fresh()) >= after]
+
     def ever_heard(self, node: str) -> bool:
         """True once any valid heartbeat of `node` arrived (always for the local node)."""
         peer = self._peers.get(node)
@@ -75,7 +96,7 @@ class FailureDetector:
         if node == self.local:
             return True
         peer = self._peers.get(node)
-        return peer is not None and any(now - t < self.dead_after for t in peer.heard.values())
+        return peer is not None and any(now - t < self.dead_after for t in peer.fresh())
 
     def members(self, now: float) -> frozenset[str]:
         """The nodes alive at `now`, the local node included."""
@@ -85,7 +106,8 @@ class FailureDetector:
         """Every known node, for status displays."""
         out = [Liveness(self.local, True, now, (), None)]
         for name, peer in self._peers.items():
-            links = tuple(sorted(k for k, t in peer.heard.items() if now - t < self.dead_after))
+            links = tuple(sorted(k for k, t in peer.heard.items() if now - t < self.dead_after
+                                 and (peer.gone is None or t > peer.gone)))
             last = max(peer.heard.values()) if peer.heard else None
             out.append(Liveness(name, bool(links), last, links, peer.incarnation))
         return out
@@ -105,6 +127,6 @@ class FailureDetector:
 
     def next_expiry(self, now: float) -> float | None:
         """The earliest time a node now alive would be declared dead if not heard again."""
-        times = [max(p.heard.values()) + self.dead_after for p in self._peers.values()
-                 if p.heard and max(p.heard.values()) + self.dead_after > now]
+        times = [max(p.fresh()) + self.dead_after for p in self._peers.values()
+                 if p.fresh() and max(p.fresh()) + self.dead_after > now]
         return min(times) if times else None

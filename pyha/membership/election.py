@@ -189,6 +189,15 @@ def on_ack(state: ElectionState, voter: str, sent: float, *, term: int,
                    lease_until=max(state.lease_until, until))
 
 
+def release_lease(state: ElectionState, coordinator: str, now: float) -> ElectionState:
+    """A follower learns that `coordinator`'s cluster server is not running (its port
+    refused a connection): a process that is gone cannot act, so its lease need not be
+    honoured any longer and this node may stand, or vote for another, at once."""
+    if state.role is Role.COORDINATOR or state.coordinator != coordinator:
+        return state
+    return replace(state, coordinator=None, lease_until=min(state.lease_until, now))
+
+
 def may_act(state: ElectionState, now: float) -> bool:
     """True while this node is coordinator and its lease runs."""
     return state.role is Role.COORDINATOR and now < state.lease_until

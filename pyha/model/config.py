@@ -315,6 +315,10 @@ class ClusterOptions(Frozen):
     """Longest wait between two decision cycles when nothing happens."""
     call_timeout: Duration = 2.0
     """How long a node-to-node call may take before the peer counts as unreachable."""
+    probe_departures: bool = True
+    """Ask the host of a peer silent for 3 heartbeat intervals whether its server still
+    runs: a refused connection makes the peer down at once (pyha.cluster.departures).
+    Turn off where a firewall between the nodes rejects connections."""
     key_file: str = ""
     """The cluster key (pyha keygen); default <state_dir>/cluster.key."""
     recovery_without_fencing: bool = False

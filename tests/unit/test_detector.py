@@ -64,3 +64,29 @@ def test_strangers_are_ignored_and_next_expiry_is_known() -> None:
 def test_dead_after_must_be_positive() -> None:
     with pytest.raises(ValueError, match="dead_after"):
         FailureDetector("a", ["a"], dead_after=0)
+
+
+def test_a_node_found_gone_is_down_until_heard_again() -> None:
+    d = detector()
+    d.heard("b", 0, at=10.0, incarnation=1)
+    d.changes(10.0)
+    d.gone("b", at=10.3)
+    assert not d.alive("b", 10.3)
+    assert d.changes(10.3) == [("b", Change.DOWN)]
+    assert d.next_expiry(10.3) is None  # nothing left to expire
+    d.heard("b", 0, at=10.25, incarnation=1)  # sent before it went, arrived late
+    assert not d.alive("b", 10.4)
+    d.heard("b", 0, at=10.5, incarnation=2)  # its server is back
+    assert d.alive("b", 10.5)
+    assert d.changes(10.5) == [("b", Change.UP)]
+
+
+def test_silent_names_live_nodes_not_heard_for_a_while() -> None:
+    d = detector()
+    d.heard("b", 0, at=10.0, incarnation=1)
+    d.heard("c", 0, at=10.2, incarnation=1)
+    assert d.silent(10.3, after=0.3) == ["b"]
+    assert d.silent(10.5, after=0.3) == ["b", "c"]
+    assert d.silent(11.1, after=0.3) == ["c"]  # b is down already: dead_after did it
+    assert d.silent(11.3, after=0.3) == []
+    d.gone("x", at=10.0)  # not a member: ignored

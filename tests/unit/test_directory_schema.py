@@ -383,3 +383,9 @@ def test_the_schema_is_consistent() -> None:
                                STATUS_ATTRS, AUDIT_ATTRS) for a in t}
     assert mapped <= known
     assert re.fullmatch(r"2\.25\.\d+", ldapschema.ARC)
+
+
+def test_descriptions_need_no_quoting_in_schema_files() -> None:
+    """A quote inside DESC '...' breaks slapadd of the whole schema."""
+    for item in (*ldapschema.ATTRIBUTE_TYPES, *ldapschema.OBJECT_CLASSES):
+        assert "'" not in item.description and "\\" not in item.description, item.name

@@ -18,6 +18,7 @@ from pyha.membership.election import (
     on_coordinator_heartbeat,
     on_vote_reply,
     on_vote_request,
+    release_lease,
     restored,
     start_election,
     step_down_if_expired,
@@ -286,3 +287,19 @@ def test_a_lease_holds_off_a_candidate_that_missed_the_heartbeats() -> None:
     while cluster.net:
         cluster.deliver(0)
     assert cluster.states["b"].coordinator == "a"
+
+
+def test_a_gone_coordinators_lease_is_released_so_a_follower_may_stand_and_vote() -> None:
+    follower = on_coordinator_heartbeat(ElectionState("b"), 3, "a", received=10.0, lease=LEASE)
+    assert start_election(follower, 0, 10.2)[1] is None  # honours a's lease
+    released = release_lease(follower, "a", 10.2)
+    assert released.coordinator is None and released.lease_until == 10.2
+    _, request = start_election(released, 0, 10.2)
+    assert request is not None and request.pre
+    _, reply = on_vote_request(released, VoteRequest(4, "c", 0, pre=True), 0, 10.2)
+    assert reply.granted
+    # Another node's departure, or the coordinator itself, changes nothing.
+    assert release_lease(follower, "c", 10.2) is follower
+    boss = elect(ElectionState("a"), "b")
+    assert boss.role is Role.COORDINATOR
+    assert release_lease(boss, "a", 0.1) is boss
