@@ -22,8 +22,9 @@ from pyha.directory.bootstrap import (
     write_bootstrap,
 )
 from pyha.directory.diff import diff_configs
-from pyha.directory.embedded import ConfigStore
+from pyha.directory.embedded import CONFIG_FILE, RECORDS_FILE, ConfigStore, EmbeddedDirectory
 from pyha.directory.records import AuditRecord
+from pyha.directory.store import EntryStore
 from pyha.directory.transfer import check_target, export_ldif, read_config_file
 from pyha.directory.tree import ClusterNotFound
 from pyha.errors import ConfigError, PyhaError
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     help="The LDAP directory that holds a cluster's configuration: a private OpenLDAP, "
-         "import and export.",
+         "import and export (also of a node's embedded directory).",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -46,7 +47,11 @@ PASSWORD_FILE = "admin.password"  # noqa: S105 - a file name, not a password
 DEFAULT_SUFFIX = "dc=pyha,dc=test"
 
 _STATE_DIR = typer.Option(None, "--state-dir", help="A directory made by `pyha directory init` "
-                          "(its bootstrap.toml says how to connect).")
+                          "(its bootstrap.toml says how to connect), or a node's state "
+                          "directory (its embedded directory).")
+_EMBEDDED = typer.Option(False, "--embedded", help="--state-dir is a node's: use its embedded "
+                         "directory (the default when it has config.json and no "
+                         "bootstrap.toml).")
 _BOOTSTRAP = typer.Option(None, "--bootstrap", help="A bootstrap file ([directory] section).")
 _URL = typer.Option(None, "--directory", "--url", help="ldap:// or ldaps:// URL of the directory.")
 _BASE_DN = typer.Option(None, "--base-dn", help="Where the cluster entries live.")
@@ -77,8 +82,9 @@ def connection(bootstrap: Path | None = None, state_dir: Path | None = None,
                 "directory": boot.directory.model_copy(update={"cluster": cluster})})
         return boot
     if not url or not base_dn:
-        raise ConfigError("say where the directory is: --bootstrap FILE, --state-dir DIR, or "
-                          "--directory URL with --base-dn")
+        raise ConfigError("say where the directory is: --bootstrap FILE, --state-dir DIR (made "
+                          "by `pyha directory init`, or a node's, with --embedded when it has "
+                          "no config.json yet), or --directory URL with --base-dn")
     settings = DirectorySettings(urls=(url,), base_dn=base_dn, bind_dn=bind_dn or "",
                                  password=read_password(password_file), cluster=cluster,
                                  starttls=starttls, ca_file=ca_file)
@@ -90,6 +96,38 @@ def open_directory(settings: DirectorySettings) -> LdapDirectory:
     from pyha.directory.ldap import LdapDirectory
 
     return LdapDirectory(settings)
+
+
+def is_embedded(state_dir: Path | None, embedded: bool, *others: object) -> bool:
+    """Whether the command is about a node's embedded directory: asked for with
+    --embedded, or a state dir with config.json or records.json but no bootstrap.toml
+    (and no other connection option)."""
+    if embedded:
+        if state_dir is None:
+            raise ConfigError("--embedded needs --state-dir (the node's state directory)")
+        return True
+    if state_dir is None or any(others) or (state_dir / BOOTSTRAP).exists():
+        return False
+    return (state_dir / CONFIG_FILE).exists() or (state_dir / RECORDS_FILE).exists()
+
+
+def open_target(state_dir: Path | None, embedded: bool, bootstrap: Path | None,
+                url: str | None, base_dn: str | None, bind_dn: str | None,
+                password_file: Path | None, cluster: str | None, starttls: bool = False,
+                ca_file: Path | None = None, *, default_cluster: str | None = None
+                ) -> EntryStore:
+    """The directory a command is about: a node's embedded one (see is_embedded), else
+    LDAP as `connection` finds it; `default_cluster` when none is named."""
+    if is_embedded(state_dir, embedded, bootstrap, url):
+        assert state_dir is not None
+        stored = (state_dir / CONFIG_FILE).exists()  # names its cluster itself
+        return EmbeddedDirectory(state_dir, cluster or (None if stored else default_cluster))
+    boot = connection(bootstrap, state_dir, url, base_dn, bind_dn, password_file, cluster,
+                      starttls, ca_file)
+    settings = boot.directory
+    if default_cluster and not settings.cluster:
+        settings = settings.model_copy(update={"cluster": default_cluster})
+    return open_directory(settings)
 
 
 # -- a private slapd --------------------------------------------------------------------------
@@ -195,13 +233,16 @@ def export_(
     url: str | None = _URL, base_dn: str | None = _BASE_DN, bind_dn: str | None = _BIND_DN,
     password_file: Path | None = _PASSWORD_FILE, cluster: str | None = _CLUSTER,
     starttls: bool = _STARTTLS, ca_file: Path | None = _CA_FILE,
+    embedded: bool = _EMBEDDED,
 ) -> None:
-    """Write the cluster's entries as LDIF."""
+    """Write the cluster's entries as LDIF (from LDAP, or from a node's embedded directory)."""
     try:
-        boot = connection(bootstrap, state_dir, url, base_dn, bind_dn, password_file, cluster,
-                          starttls, ca_file)
-        directory = open_directory(boot.directory)
-        entries = directory.export_entries(records)
+        directory = open_target(state_dir, embedded, bootstrap, url, base_dn, bind_dn,
+                                password_file, cluster, starttls, ca_file)
+        try:
+            entries = directory.export_entries(records)
+        finally:
+            directory.close()
         text = export_ldif(entries, directory.name)
     except PyhaError as exc:
         raise _fail(str(exc)) from None
@@ -220,21 +261,30 @@ def import_(
     url: str | None = _URL, base_dn: str | None = _BASE_DN, bind_dn: str | None = _BIND_DN,
     password_file: Path | None = _PASSWORD_FILE, cluster: str | None = _CLUSTER,
     starttls: bool = _STARTTLS, ca_file: Path | None = _CA_FILE,
+    embedded: bool = _EMBEDDED,
 ) -> None:
-    """Replace the cluster's configuration with a file's, after checking all of it."""
+    """Replace the cluster's configuration with a file's, after checking all of it.
+
+    Into a node's embedded directory, import while the node is stopped: it runs the
+    stored configuration at its next start (its epoch is the higher one).
+    """
     try:
         config, layout = read_config_file(file)
-        boot = connection(bootstrap, state_dir, url, base_dn, bind_dn, password_file, cluster,
-                          starttls, ca_file)
-        directory = open_directory(boot.directory.model_copy(
-            update={"cluster": boot.directory.cluster or config.cluster.name}))
-        check_target(layout, directory.layout)
-        _import(directory, config, file, dry_run)
+        directory = open_target(state_dir, embedded, bootstrap, url, base_dn, bind_dn,
+                                password_file, cluster, starttls, ca_file,
+                                default_cluster=config.cluster.name)
+        try:
+            # The embedded tree's base DN is pyha's own: an LDIF of any base imports there.
+            if not isinstance(directory, EmbeddedDirectory):
+                check_target(layout, directory.layout)
+            _import(directory, config, file, dry_run)
+        finally:
+            directory.close()
     except PyhaError as exc:
         raise _fail(str(exc)) from None
 
 
-def _import(directory: LdapDirectory, config: ClusterConfig, file: Path,
+def _import(directory: EntryStore, config: ClusterConfig, file: Path,
             dry_run: bool) -> None:
     if config.cluster.name != directory.layout.cluster:
         raise ConfigError(f"the file is for cluster {config.cluster.name!r}, the directory "
@@ -271,15 +321,19 @@ def status(
     url: str | None = _URL, base_dn: str | None = _BASE_DN, bind_dn: str | None = _BIND_DN,
     password_file: Path | None = _PASSWORD_FILE, cluster: str | None = _CLUSTER,
     audit: int = typer.Option(0, help="Also show the last N audit records."),
+    embedded: bool = _EMBEDDED,
 ) -> None:
     """Show where each resource runs, as the cluster server wrote it to the directory."""
     from pyha.directory.codecs import format_time
 
     try:
-        boot = connection(bootstrap, state_dir, url, base_dn, bind_dn, password_file, cluster)
-        directory = open_directory(boot.directory)
-        records = directory.read_status()
-        trail = directory.read_audit(audit) if audit else []
+        directory = open_target(state_dir, embedded, bootstrap, url, base_dn, bind_dn,
+                                password_file, cluster)
+        try:
+            records = directory.read_status()
+            trail = directory.read_audit(audit) if audit else []
+        finally:
+            directory.close()
     except PyhaError as exc:
         raise _fail(str(exc)) from None
     for r in records:

@@ -260,6 +260,9 @@ class EmbeddedDirectory(TableStore):
             name = cluster or (stored.cluster if stored else None)
             if not name:
                 raise ConfigError(f"{self.path}: no cluster is stored here; name the cluster")
+            if stored and stored.cluster and stored.cluster != name:
+                raise ConfigError(f"{self.path}: holds cluster {stored.cluster!r}, not "
+                                  f"{name!r}; a state directory holds one cluster")
         except BaseException:
             if mark:
                 mark.close()

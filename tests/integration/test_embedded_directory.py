@@ -1,5 +1,6 @@
 """The embedded directory across processes: concurrent writers lose nothing, a watch sees
-another process's writes, and a writer that holds the lock too long is reported."""
+another process's writes, a writer that holds the lock too long is reported; and
+`pyha directory export|import|status` on a node's state directory."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ import pytest
 
 from pyha.directory.embedded import LOCK_FILE, ConfigStore, EmbeddedDirectory
 from pyha.directory.filestore import file_lock
+from pyha.directory.records import AuditRecord, StatusRecord
 from pyha.errors import DirectoryError
 from pyha.model.config import ClusterConfig, Node
+from pyha.model.status import Role
+from tests.integration.test_directory_cli import CLUSTER_FILE, pyha
 
 WRITER = """
 import sys, time
@@ -134,3 +138,37 @@ def test_a_writer_that_holds_the_lock_too_long_is_reported(tmp_path: Path) -> No
     directory.add_node(Node(name="n2"))
     stored = ConfigStore(tmp_path).load()
     assert stored is not None and [n.name for n in stored.nodes] == ["n1", "n2"]
+
+
+def test_the_cli_exports_imports_and_shows_a_nodes_embedded_directory(tmp_path: Path) -> None:
+    toml = tmp_path / "cluster.toml"
+    toml.write_text(CLUSTER_FILE)
+    config = ClusterConfig.from_toml(toml).model_copy(update={"epoch": 3})
+    node = tmp_path / "n1"
+    ConfigStore(node).save(config)  # as the cluster's replication writes it
+    directory = EmbeddedDirectory(node)
+    directory.write_status([StatusRecord(resource="first", node="n1", role=Role.STARTED)])
+    directory.write_audit(AuditRecord.new(1_767_225_600.0, "alice", "modify",
+                                          changes=("resource first added",)))
+    ldif = tmp_path / "c1.ldif"
+    pyha("directory", "export", "--state-dir", str(node), "-o", str(ldif))
+    text = ldif.read_text()
+    assert "dn: cn=first,cn=app,ou=groups,cn=c1,o=pyha" in text
+    assert "pyhaParameter: delay=10ms" in text and "pyhaResourceStatus" not in text
+    everything = pyha("directory", "export", "--state-dir", str(node), "--all").stdout
+    assert "objectClass: pyhaResourceStatus" in everything
+    assert "objectClass: pyhaAuditEntry" in everything
+    status = pyha("directory", "status", "--state-dir", str(node), "--audit", "5").stdout
+    assert "first on n1: started" in status and "modify by alice" in status
+
+    fresh = tmp_path / "n2"
+    done = pyha("directory", "import", str(ldif), "--state-dir", str(fresh), "--embedded")
+    assert "create cluster c1" in done.stdout and "epoch 3" in done.stdout
+    assert ConfigStore(fresh).load() == config
+    assert pyha("directory", "import", str(ldif), "--state-dir", str(fresh),
+                "--dry-run").stdout.strip() == "no changes"
+    other = tmp_path / "other.toml"
+    other.write_text(CLUSTER_FILE.replace('name = "c1"', 'name = "c2"'))
+    refused = pyha("directory", "import", str(other), "--state-dir", str(fresh), check=False)
+    assert refused.returncode == 2 and "cluster 'c2'" in refused.stderr
+    assert ConfigStore(fresh).load() == config
