@@ -2,11 +2,13 @@
 
 `Directory` (store.py) is the interface: load the whole configuration, write changes,
 status and audit, watch for changes. `LdapDirectory` (ldap.py) keeps it in OpenLDAP;
-`pyha.testing.directory.MemoryDirectory` keeps it in memory for tests.
+`EmbeddedDirectory` (embedded.py) keeps the same tree in files under a node's state
+directory; `pyha.testing.directory.MemoryDirectory` keeps it in memory for tests.
 """
 
 from pyha.directory.bootstrap import Bootstrap, DirectorySettings, load_bootstrap
 from pyha.directory.diff import Change, diff_configs
+from pyha.directory.embedded import EmbeddedDirectory
 from pyha.directory.ldap import LdapDirectory
 from pyha.directory.records import AuditRecord, StatusRecord
 from pyha.directory.store import (
@@ -26,6 +28,7 @@ __all__ = [
     "ConcurrentChange",
     "Directory",
     "DirectorySettings",
+    "EmbeddedDirectory",
     "EntryError",
     "EntryStore",
     "Layout",

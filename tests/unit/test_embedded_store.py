@@ -147,6 +147,12 @@ def test_a_directory_without_a_file_has_no_cluster(tmp_path: Path) -> None:
         EmbeddedDirectory(tmp_path)
 
 
+def test_a_state_directory_holds_one_cluster(tmp_path: Path) -> None:
+    ConfigStore(tmp_path).save(_config())
+    with pytest.raises(ConfigError, match="holds cluster 'c', not 'other'"):
+        EmbeddedDirectory(tmp_path, "other")
+
+
 def test_a_change_is_one_write_of_the_configuration_file(tmp_path: Path,
                                                          writes: list[str]) -> None:
     directory = _directory(tmp_path)
