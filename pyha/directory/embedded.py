@@ -332,6 +332,7 @@ class EmbeddedDirectory(TableStore):
             self._fill(TREE, () if stored is None or whole else stored.entries)
         else:
             self._fill(RECORDS, records)
+            self._status_nodes.clear()  # the status entries known to exist may be gone
         old = self._marks[part]
         if old is not None:
             old.close()

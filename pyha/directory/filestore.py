@@ -15,6 +15,7 @@ import fcntl
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -287,6 +288,7 @@ class FileMark:
         self.fd = fd
         st = os.fstat(fd)
         self.key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+        self._closer = weakref.finalize(self, os.close, fd)  # a forgotten mark frees its fd
 
     @classmethod
     def open(cls, path: Path) -> FileMark | None:
@@ -324,9 +326,8 @@ class FileMark:
 
     def close(self) -> None:
         """Let the file go."""
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        self._closer()
+        self.fd = -1
 
 
 def unchanged(mark: FileMark | None, path: Path) -> bool:

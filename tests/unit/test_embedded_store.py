@@ -222,3 +222,21 @@ def test_a_damaged_records_file_is_a_directory_error(tmp_path: Path) -> None:
     (tmp_path / RECORDS_FILE).write_text("[]")
     with pytest.raises(DirectoryError, match=f"{tmp_path / RECORDS_FILE}: format"):
         directory.read_status()
+
+
+def test_a_write_that_fails_on_disk_writes_nothing_and_the_next_one_works(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    directory = _directory(tmp_path)
+    directory.replace(_config())
+    record = StatusRecord(resource="a", node="n1", role=Role.STARTED)
+
+    def full(path: Path, body: bytes) -> filestore.FileMark:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(embedded, "write_durably", full)
+    with pytest.raises(DirectoryError, match="cannot write: No space left on device"):
+        directory.write_status([record])
+    monkeypatch.undo()
+    assert directory.read_status() == []
+    directory.write_status([record])  # creates cn=n1,ou=status again: none was written
+    assert _directory(tmp_path, actor="bob@h2").read_status() == [record]
