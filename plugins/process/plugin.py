@@ -41,8 +41,11 @@ SETTLE = 0.2
 counts as started (with one, a passing check is the proof, and it is tried at once)."""
 POLL = 0.2
 """Seconds between checks while starting without a health check."""
-PROBE_POLL = 0.02
-"""Seconds between health probes while starting: a failover waits on the first pass."""
+PROBE_POLL = 0.005
+"""Seconds between tcp/http health probes while starting: a failover waits on the first
+pass (a refused TCP connect or HTTP GET on loopback costs well under a millisecond)."""
+COMMAND_POLL = 0.02
+"""Seconds between health commands while starting (each one is a new process)."""
 STOP_POLL = 0.05
 """Seconds between checks that a stopping process group is gone."""
 LOG_TAIL_LINES = 20
@@ -475,7 +478,8 @@ class ProcessPlugin(Plugin):
                 problem = probe(settings, budget)
                 if problem is None and proc.poll() is None:
                     return OcfCode.SUCCESS
-            wait = min(PROBE_POLL if checked else POLL, ctx.remaining() - reserve)
+            poll = COMMAND_POLL if settings.health == "command" else PROBE_POLL
+            wait = min(poll if checked else POLL, ctx.remaining() - reserve)
             if wait <= 0 or not ctx.sleep(wait):
                 break
         why = "was cancelled" if ctx.cancelled.is_set() else "timed out"
