@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +14,7 @@ from pyha.membership.election import (
     VoteReply,
     VoteRequest,
     accept_action,
+    election_wait,
     may_act,
     on_ack,
     on_coordinator_heartbeat,
@@ -303,3 +305,15 @@ def test_a_gone_coordinators_lease_is_released_so_a_follower_may_stand_and_vote(
     boss = elect(ElectionState("a"), "b")
     assert boss.role is Role.COORDINATOR
     assert release_lease(boss, "a", 0.1) is boss
+
+
+def test_candidates_stand_in_name_order_without_the_coordinator() -> None:
+    live = frozenset({"a", "b", "c"})
+    b = election_wait("b", live, "a", 1.0, draw=0.0)
+    c = election_wait("c", live, "a", 1.0, draw=0.999)
+    assert b == pytest.approx(0.02)
+    assert 0.17 <= c < 0.22
+    assert election_wait("b", live, "a", 1.0, 0.999) < election_wait("c", live, "a", 1.0, 0.0)
+    # A node not (yet) counted live stands after the live ones; no coordinator: all stand.
+    assert election_wait("d", live, None, 1.0, 0.0) == pytest.approx(0.02 + 3 * 0.15)
+    assert election_wait("a", live, None, 0.15, 0.0) == pytest.approx(0.003)
