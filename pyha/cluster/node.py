@@ -11,22 +11,21 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 from typing import Any
 
-from pyha.admin import changes as ch
-from pyha.admin.report import ChangeResult
 from pyha.clock import Clock, MonotonicClock
 from pyha.cluster import tiebreak as tb
 from pyha.cluster.departures import DepartureWatch, silent_after
 from pyha.cluster.fence import fence_devices
+from pyha.cluster.replication import ConfigReplication, _setup_problems, _votes
 from pyha.cluster.source import DirectorySource
 from pyha.cluster.state import NodeState
 from pyha.cluster.view import NodeReport, build_view
-from pyha.directory.embedded import ConfigStore, from_json, newest
+from pyha.cluster.watchdog_duty import WatchdogDuty
+from pyha.directory.embedded import ConfigStore, newest
 from pyha.directory.embedded import digest as config_digest
 from pyha.directory.records import NodeStatusRecord
 from pyha.directory.witness import Witness
-from pyha.errors import AdminError, ConfigError, DirectoryError, PyhaError
+from pyha.errors import ConfigError, PyhaError
 from pyha.fencing import FenceDevice
-from pyha.fencing.watchdog import Watchdog, why_not_feed
 from pyha.membership import election as el
 from pyha.membership.detector import Change, FailureDetector
 from pyha.membership.heartbeat import Heartbeat, HeartbeatCodec, HeartbeatEndpoint
@@ -34,7 +33,7 @@ from pyha.membership.rpc import PeerUnreachable, RpcClient, RpcServer
 from pyha.model.actions import Action, ActionKind, Transition
 from pyha.model.config import ClusterConfig, NoQuorumPolicy, parse_endpoint
 from pyha.model.status import Role, View
-from pyha.quorum import Tiebreaker, decide, setup_problems
+from pyha.quorum import decide
 from pyha.resources.registry import Registry
 from pyha.scheduler import schedule
 from pyha.server import ClusterServer, Member
@@ -55,16 +54,16 @@ LEAVE_TIMEOUT = 60.0
 SENT_KEPT = 256
 """How many of its own heartbeats' send times a node keeps, to learn which one the
 coordinator confirmed (its watchdog's lease starts at that one's send time)."""
-_STARTS = (ActionKind.START, ActionKind.PROMOTE)
 
 
-class ClusterNode:
+class ClusterNode(ConfigReplication, WatchdogDuty):
     """The cluster server of one node among several.
 
     Invariants: only the coordinator of the current term with a running lease schedules
     and sends actions; a node runs an action only if its term is not older than the
     newest term it knows; a lost node's groups start elsewhere only after its fence
     device confirmed it off (or, if the admin chose it, with recovery_without_fencing).
+    Configuration changes are `ConfigReplication`'s part, the watchdog `WatchdogDuty`'s.
     """
 
     peers: dict[str, RpcClient]
@@ -73,6 +72,8 @@ class ClusterNode:
     """The heartbeat addresses of every other node."""
     _acked: tuple[int, float] | None
     """The term and time of the coordinator heartbeat this node last answered."""
+    _wake: _Wake
+    """Set to ask for a coordinator cycle at once; it also pokes the main loop."""
     on_decision: Callable[[str], None] | None = None
     """Called with each new decision line (the demo shows them)."""
     last_view: View | None = None
@@ -132,30 +133,9 @@ class ClusterNode:
         self._leaving, self._quorate = False, True
         self._born, self._waited, self._joined = self.clock.now(), set[str](), dict[str, float]()
         self._last_line, self._last_cycle = "", 0.0
-        self._commit_lock = threading.Lock()
-        """One configuration change at a time, from taking the base to adopting the result."""
-        self._epoch_seen, self._refused = config.epoch, ""
-        """The highest epoch any member reported: the next change's epoch is above it."""
+        self._init_replication(config)
         self.departures = DepartureWatch(self.clock, lambda: self.options, self._silent,
                                          self._rpc_address, self._gone)
-
-    def _init_watchdog(self, config: ClusterConfig, node: str) -> None:
-        self._office: float | None = None
-        """When this node last became coordinator (its clock)."""
-        self.watchdog = _watchdog_of(config, node)
-        """This node's own watchdog, when its fence is one (armed at the first tick
-        that may feed it, before any resource starts here)."""
-        self._sent: dict[int, float] = {}
-        """Sequence -> send time of this node's recent heartbeats."""
-        self._confirmed: float | None = None
-        """Send time of this node's newest heartbeat the coordinator confirmed hearing."""
-        self._newest: dict[str, tuple[int, int]] = {}
-        """Node -> (incarnation, sequence) of its newest heartbeat heard here."""
-        self._starving, self._arm_error = "", ""
-        """Why this node does not feed its armed watchdog now ('' while it does), and why
-        arming it failed last."""
-        self._dog_waits = set[str]()
-        """Watchdog nodes whose fence this coordinator is waiting out."""
 
     def _handlers(self) -> dict[str, Callable[[dict[str, Any], str], dict[str, Any]]]:
         """What other nodes may call here."""
@@ -319,18 +299,6 @@ class ClusterNode:
                 self._next_election = min(self._next_election,
                                           at + random.uniform(0.0, spread))
         self._wake.set()
-
-    def _note_confirmed(self, heard: object) -> None:
-        """From the coordinator's heartbeat: which heartbeat of ours it heard last (the
-        watchdog may be fed until `lease` after that one was sent)."""
-        if not isinstance(heard, dict):
-            return
-        mine = heard.get(self.node)
-        if not (isinstance(mine, list) and len(mine) == 2 and mine[0] == self.incarnation):
-            return
-        sent = self._sent.get(int(mine[1]))
-        if sent is not None and (self._confirmed is None or sent > self._confirmed):
-            self._confirmed = sent
 
     def _membership(self, now: float) -> None:
         with self._lock:
@@ -776,183 +744,7 @@ class ClusterNode:
                 self.on_decision(line)
         return line
 
-    # -- configuration changes --------------------------------------------------------------
-
-    def commit(self, change: ch.Change) -> ChangeResult:
-        """Make `change` through the coordinator: here if this node coordinates, else
-        forwarded to it. Returns once a majority of votes has the new configuration on
-        disk; InvalidArgument (nothing changed) or AdminError (no coordinator, or not
-        durable on a majority) otherwise."""
-        with self._lock:
-            acting = el.may_act(self.election, self.clock.now())
-            coordinator = self.election.coordinator
-        if acting:
-            return self._commit_here(change)
-        if coordinator is None or coordinator not in self.peers:
-            raise AdminError(f"{change.kind}: no coordinator right now (an election is "
-                             "under way, or this node is cut off); nothing changed, try again")
-        try:
-            answer = self.peers[coordinator].call(
-                "change", {"change": change.to_json()}, self._change_timeout())
-        except PeerUnreachable as exc:
-            outcome = ("the change may or may not have been made: check with status before "
-                       "trying again") if exc.request_sent else "nothing changed, try again"
-            raise AdminError(f"{change.kind}: the coordinator {coordinator} did not answer "
-                             f"({exc}); {outcome}") from None
-        except PyhaError as exc:
-            raise AdminError(f"{change.kind}: the coordinator {coordinator} did not answer "
-                             f"({exc}); the change may or may not have been made: check "
-                             "with status before trying again") from None
-        return _change_answer(change, answer)
-
-    def _on_change(self, params: dict[str, Any], caller: str) -> dict[str, Any]:
-        change = ch.Change.from_json(params.get("change"))
-        try:
-            with self._lock:
-                acting = el.may_act(self.election, self.clock.now())
-            if not acting:
-                raise AdminError(f"{change.kind}: {self.node} is no longer the coordinator; "
-                                 "nothing changed, try again")
-            return {"ok": True, "result": self._commit_here(change).model_dump(mode="json")}
-        except PyhaError as exc:
-            return {"ok": False, "error": ch.error_fields(exc)}
-
-    def _change_timeout(self) -> float:
-        return self.options.call_timeout * 3
-
-    def _commit_here(self, change: ch.Change) -> ChangeResult:
-        with self._commit_lock:
-            with self._lock:
-                term, base = self.election.term, self.config
-            made = ch.apply_change(base, change)
-            new = made.model_copy(update={"epoch": max(base.epoch, self._epoch_seen) + 1})
-            members: dict[str, Member] | None
-            try:
-                members = self._check(new)
-            except ConfigError as exc:
-                raise ch.invalid_config(change, exc) from None
-            if self.source is not None:  # the directory holds it durably, and sets the epoch
-                new, members = self._write_directory(change), None
-            acked = self._spread(new, term, f"{change.describe()} (coordinator)", members)
-        votes = sum(base_votes for n, base_votes in _votes(base).items() if n in acked)
-        total = sum(_votes(base).values())
-        if votes * 2 <= total and self.source is None:
-            raise AdminError(
-                f"{change.kind}: epoch {new.epoch} is on disk on {', '.join(acked)} only "
-                f"({votes} of {total} votes): not acknowledged. It takes effect on the "
-                "other nodes as they catch up, unless a coordinator without it is elected "
-                "first; check status before trying again")
-        log.info("configuration epoch %d committed (%s) on %s", new.epoch, change.describe(),
-                 ", ".join(acked))
-        return ChangeResult(change=change.describe(), epoch=new.epoch, coordinator=self.node,
-                            acked=tuple(sorted(acked)))
-
-    def _check(self, config: ClusterConfig) -> dict[str, Member]:
-        """ConfigError unless the cluster can run `config` safely and this node can bind
-        every resource of it; the bound resources."""
-        problems = _setup_problems(config, self.node, self.witness is not None)
-        if problems:
-            raise ConfigError("the cluster could not run safely", tuple(problems))
-        return self.local.check(config)
-
-    def _spread(self, config: ClusterConfig, term: int, why: str,
-                members: dict[str, Member] | None = None) -> list[str]:
-        """Write `config` here, send it to every live member and adopt it; the nodes that
-        have it on disk."""
-        self.store.save(config)
-        acked = [self.node, *self._replicate(config, term)]
-        self._adopt(config, why, members)
-        self._wake.set()
-        return acked
-
-    def _write_directory(self, change: ch.Change) -> ClusterConfig:
-        assert self.source is not None
-        try:
-            return self.source.apply(lambda c: ch.apply_change(c, change))
-        except ConfigError as exc:
-            raise ch.invalid_config(change, exc) from None
-        except DirectoryError as exc:
-            raise AdminError(f"{change.kind}: the directory {self.source.name} did not take "
-                             f"it ({exc}); nothing changed") from None
-
-    def _follow_source(self, term: int) -> None:
-        """Coordinator: make the cluster run the directory's newest configuration."""
-        if self.source is None:
-            return
-        newest = self.source.newest()
-        if newest is None:
-            return
-        mark = config_digest(newest)
-        if mark in (config_digest(self.config), self._refused):
-            return
-        with self._commit_lock:
-            try:
-                members = self._check(newest)
-            except ConfigError as exc:
-                log.error("directory configuration epoch %d refused; the cluster keeps epoch "
-                          "%d: %s", newest.epoch, self.config.epoch, exc)
-                self._refused = mark
-                self.source.audit.rejection(newest, exc)
-                return
-            old = self.config
-            acked = self._spread(newest, term, f"from the directory {self.source.name}",
-                                 members)
-        self.source.audit.applied(old, newest)
-        log.info("configuration epoch %d from the directory, on disk on %s", newest.epoch,
-                 ", ".join(sorted(acked)))
-
-    def _replicate(self, config: ClusterConfig, term: int) -> list[str]:
-        """Send `config` to every live member at once; the nodes that wrote it to disk."""
-        now = self.clock.now()
-        with self._lock:
-            targets = sorted(n for n in self.detector.members(now) - {self.node}
-                             if n in self.peers)
-        if not targets:
-            return []
-        body = {"term": term, "config": config.model_dump(mode="json")}
-        pool = ThreadPoolExecutor(max_workers=len(targets))
-        try:
-            calls = {n: pool.submit(self.peers[n].call, "config", body,
-                                    self.options.call_timeout) for n in targets}
-            acked = []
-            for node, future in calls.items():
-                try:
-                    answer = future.result()
-                except PyhaError as exc:
-                    log.warning("configuration epoch %d: %s did not take it: %s",
-                                config.epoch, node, exc)
-                    continue
-                if answer.get("ok"):
-                    acked.append(node)
-                else:
-                    log.warning("configuration epoch %d: %s refused it: %s", config.epoch,
-                                node, answer.get("reason", "no reason given"))
-            return acked
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-
-    def _on_config(self, params: dict[str, Any], caller: str) -> dict[str, Any]:
-        """A configuration from the coordinator: check it, write it durably, adopt it."""
-        term = int(params["term"])
-        with self._lock:
-            if not el.accept_action(self.election, term):
-                return {"ok": False, "reason": f"term {term} is older than "
-                                               f"{self.election.term}"}
-        try:
-            config = from_json(params.get("config"), f"configuration from {caller}")
-            if config.cluster.name != self.options.name:
-                raise ConfigError(f"cluster.name: {config.cluster.name!r} is not this "
-                                  f"cluster ({self.options.name!r})")
-            with self._commit_lock:
-                if config_digest(config) == config_digest(self.config):
-                    return {"ok": True, "epoch": config.epoch}
-                members = self.local.check(config)
-                self.store.save(config)
-                self._adopt(config, f"from the coordinator {caller}", members)
-        except ConfigError as exc:
-            log.error("configuration epoch from %s refused: %s", caller, exc)
-            return {"ok": False, "reason": str(exc)}
-        return {"ok": True, "epoch": config.epoch}
+    # -- running a configuration ----------------------------------------------------------
 
     def _adopt(self, config: ClusterConfig, source: str,
                members: dict[str, Member] | None = None) -> None:
@@ -995,27 +787,6 @@ class ClusterNode:
         self._links = [[parse_endpoint(a) for a in n.addresses]
                        for n in config.nodes if n.name != self.node]
 
-    def _catch_up(self, reports: Mapping[str, NodeReport], term: int) -> None:
-        """Send the configuration to members that run another one (they were away, or
-        missed a change); note the highest epoch seen so the next change goes above it."""
-        mine = config_digest(self.config)
-        behind = [r.node for r in reports.values() if r.node != self.node
-                  and r.digest and r.digest != mine]
-        self._epoch_seen = max([self._epoch_seen, *(r.epoch for r in reports.values())])
-        if not behind:
-            return
-        body = {"term": term, "config": self.config.model_dump(mode="json")}
-        for node in behind:
-            try:
-                answer = self.peers[node].call("config", body, self.options.call_timeout)
-            except PyhaError as exc:
-                log.warning("could not send configuration epoch %d to %s: %s",
-                            self.config.epoch, node, exc)
-                continue
-            (log.info if answer.get("ok") else log.warning)(
-                "%s runs epoch %d: sent it epoch %d: %s", node, reports[node].epoch,
-                self.config.epoch, "taken" if answer.get("ok") else answer.get("reason"))
-
     # -- quorum and leaving ---------------------------------------------------------------
 
     def _enforce_quorum(self, now: float) -> None:
@@ -1054,101 +825,6 @@ class ClusterNode:
             self.clock.sleep(self.options.heartbeat_interval)
         log.warning("leaving: groups still here after %.0fs; stopping them", LEAVE_TIMEOUT)
 
-
-    # -- the watchdog (sbd-style self-fencing) ---------------------------------------------
-
-    def _tend_watchdog(self, now: float) -> None:
-        """Main loop only: feed this node's watchdog, arming it first, while the feeding
-        rule allows (quorate, and holding the membership lease; see WatchdogPolicy)."""
-        dog = self.watchdog
-        if dog is None or dog.closed:
-            return
-        with self._lock:
-            why = why_not_feed(quorate=self._quorate,
-                               coordinating=el.may_act(self.election, now),
-                               confirmed_sent=self._confirmed, lease=self.lease, now=now)
-        if why:
-            if dog.armed and not self._starving:
-                log.warning("watchdog %s: not feeding it (%s): it resets this machine "
-                            "within %ds unless that changes", dog.device, why, dog.timeout)
-                self._starving = why
-            return
-        if dog.armed:
-            if self._starving:
-                log.info("watchdog %s: feeding it again", dog.device)
-            self._starving = ""
-            dog.feed()
-            return
-        try:
-            dog.arm()
-        except (OSError, ValueError) as exc:
-            if str(exc) != self._arm_error:
-                log.error("watchdog %s cannot be armed: %s; no resource starts here until "
-                          "it is", dog.device, exc)
-            self._arm_error = str(exc)
-
-    def _watchdog_refusal(self, action: Action) -> str:
-        """Why this node must not run `action` (a start) for want of an armed watchdog."""
-        dog = self.watchdog
-        if dog is None or action.kind not in _STARTS:
-            return ""
-        if dog.closed:
-            return "this node is stopping (its watchdog is disarmed)"
-        if not dog.armed:
-            return (f"its watchdog {dog.device} is not armed yet"
-                    + (f" ({self._arm_error})" if self._arm_error else ""))
-        return ""
-
-    def _watchdog_heard(self, node: str) -> float:
-        """Coordinator: when `node`'s watchdog wait starts here: when this node last heard
-        it, or took office if later (heartbeats an earlier coordinator confirmed were
-        confirmed before that); never heard and not in office: now."""
-        now = self.clock.now()
-        with self._lock:
-            last = next((s.last_heard for s in self.detector.liveness(now) if s.node == node),
-                        None)
-            office = self._office
-        known = [t for t in (last, office) if t is not None]
-        return max(known) if known else now
-
-    def _adopt_watchdog(self, config: ClusterConfig) -> None:
-        """A new configuration's fence for this node: a watchdog that appears is armed at
-        the next tick that may feed it; one already open keeps its device and timeout."""
-        wanted = _watchdog_of(config, self.node)
-        dog = self.watchdog
-        if dog is None:
-            self.watchdog = wanted
-        elif wanted is None:
-            log.warning("this node's fence is no longer its watchdog: %s stays armed and fed "
-                        "until this server stops", dog.device)
-        elif (wanted.device, wanted.timeout) != (dog.device, dog.timeout):
-            log.warning("watchdog: fence now names %s with %ds; %s with %ds stays in use "
-                        "until this server restarts", wanted.device, wanted.timeout,
-                        dog.device, dog.timeout)
-
-    def _disarm_if_idle(self) -> None:
-        """On a clean stop, once nothing runs here: the magic close disarms the watchdog."""
-        dog = self.watchdog
-        if dog is None or dog.closed:
-            return
-        with self._local_lock:
-            active = [s.resource for s in self.local.view().resources
-                      if s.role not in (Role.STOPPED, Role.UNKNOWN)]
-        if active:
-            log.error("watchdog %s stays armed: %s still active here", dog.device,
-                      ", ".join(active))
-            return
-        dog.disarm()
-
-
-def _watchdog_of(config: ClusterConfig, node: str) -> Watchdog | None:
-    """The watchdog `node` self-fences with, when its fence is one."""
-    spec = next((n.fence for n in config.nodes if n.name == node), None)
-    if spec is None or spec.kind != "watchdog":
-        return None
-    return Watchdog(Path(spec.device), spec.timeout, log=log)
-
-
 def _request_body(request: el.VoteRequest) -> dict[str, Any]:
     return {"term": request.term, "epoch": request.epoch, "pre": request.pre}
 
@@ -1158,51 +834,11 @@ def _reply(peer: str, answer: Mapping[str, Any]) -> el.VoteReply:
                         str(answer.get("reason", "")), bool(answer.get("pre", False)))
 
 
-def _setup_problems(config: ClusterConfig, node: str, witness: bool) -> list[str]:
-    """Why this cluster cannot run safely from this node: quorum, endpoints, the name,
-    and a witness tiebreaker without a witness."""
-    problems = setup_problems({n.name: n.votes for n in config.nodes},
-                              config.cluster.tiebreaker,
-                              fencing=all(n.fence for n in config.nodes))
-    problems += _endpoint_problems(config)
-    if not witness and tb.TIEBREAK in tb.voters(config) \
-            and config.cluster.tiebreaker is Tiebreaker.WITNESS:
-        problems.append("cluster.tiebreaker: witness needs the LDAP directory: start the "
-                        "server with --witness FILE (a bootstrap file with a [directory] "
-                        "section)")
-    names = [n.name for n in config.nodes]
-    if node not in names:
-        problems.append(f"--node: {node!r} is not a node of the cluster file "
-                        f"({', '.join(names)})")
-    return problems
-
-
-def _endpoint_problems(config: ClusterConfig) -> list[str]:
-    problems = []
-    for i, node in enumerate(config.nodes):
-        if not node.addresses:
-            problems.append(f"nodes[{i}].addresses: {node.name} needs a heartbeat address")
-        if not node.rpc:
-            problems.append(f"nodes[{i}].rpc: {node.name} needs an address for calls")
-    return problems
-
-
 def _with_stopped(report: NodeReport, resource: str) -> NodeReport:
     """`report` with `resource` stopped (a stop there just succeeded)."""
     resources = tuple(s.model_copy(update={"role": Role.STOPPED}) if s.resource == resource
                       else s for s in report.resources)
     return report.model_copy(update={"resources": resources})
-
-
-def _votes(config: ClusterConfig) -> dict[str, int]:
-    return {n.name: n.votes for n in config.nodes}
-
-
-def _change_answer(change: ch.Change, answer: Mapping[str, Any]) -> ChangeResult:
-    """The coordinator's answer to a forwarded change, or its error raised here."""
-    if answer.get("ok"):
-        return ChangeResult.model_validate(answer["result"])
-    raise ch.error_from_fields(change.kind, answer.get("error"))
 
 
 class _Wake(threading.Event):
