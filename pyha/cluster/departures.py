@@ -61,13 +61,14 @@ class DepartureWatch:
     `options()` gives the cluster options in force (timing, `probe_departures`);
     `silent(after)` names the live peers heard nothing from for `after` seconds;
     `address(node)` is the peer's node-to-node endpoint (None: do not ask);
-    `on_gone(node, at)` is called when the peer's host refused the connection at `at`.
+    `on_gone(node, at)` is called when the peer's host refused the connection at `at`
+    (True when that made the peer down, False when it was known down already).
     """
 
     def __init__(self, clock: Clock, options: Callable[[], ClusterOptions],
                  silent: Callable[[float], list[str]],
                  address: Callable[[str], tuple[str, int] | None],
-                 on_gone: Callable[[str, float], None]) -> None:
+                 on_gone: Callable[[str, float], bool]) -> None:
         self.clock, self._options = clock, options
         self._silent, self._address, self._on_gone = silent, address, on_gone
         self._asked: dict[str, float] = {}
@@ -119,10 +120,10 @@ class DepartureWatch:
         try:
             if not refuses(address, timeout):
                 return False
-            at = self.clock.now()
-            log.warning("node %s: its cluster server is gone (%s:%d refused a connection): "
-                        "down without waiting for dead_after", node, *address)
-            self._on_gone(node, at)
+            if self._on_gone(node, self.clock.now()):
+                log.warning("node %s: its cluster server is gone (%s:%d refused a "
+                            "connection): down without waiting for dead_after", node,
+                            *address)
             return True
         finally:
             if busy:

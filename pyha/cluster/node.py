@@ -13,7 +13,7 @@ from typing import Any
 
 from pyha.clock import Clock, MonotonicClock
 from pyha.cluster import tiebreak as tb
-from pyha.cluster.departures import DepartureWatch, silent_after
+from pyha.cluster.departures import DepartureWatch
 from pyha.cluster.fence import fence_devices
 from pyha.cluster.replication import ConfigReplication, _setup_problems, _votes
 from pyha.cluster.source import DirectorySource
@@ -47,8 +47,6 @@ STARTUP_GRACE = 10
 """In units of dead_after: how long after its own start a node waits for a peer it has
 never heard to join before it fences that peer (the peer may be booting; Pacemaker's
 dc-deadtime plays this part)."""
-ELECTION_MIN, ELECTION_MAX = 0.1, 0.6
-"""The election timeout's range, in units of dead_after."""
 LEAVE_TIMEOUT = 60.0
 """How long a node shutting down waits for the coordinator to move its groups away."""
 SENT_KEPT = 256
@@ -127,8 +125,7 @@ class ClusterNode(ConfigReplication, WatchdogDuty):
         """Node -> resources whose start was sent there but never confirmed either way."""
         self._probed_term = self._reports_term = -1
         """The term in which `_reports` and `_fenced` were gathered."""
-        self._next_election = self.clock.now() + self._election_timeout()
-        self._elector: threading.Thread | None = None
+        self._init_election()
         self._wake = _Wake()
         self._leaving, self._quorate = False, True
         self._born, self._waited, self._joined = self.clock.now(), set[str](), dict[str, float]()
@@ -136,6 +133,16 @@ class ClusterNode(ConfigReplication, WatchdogDuty):
         self._init_replication(config)
         self.departures = DepartureWatch(self.clock, lambda: self.options, self._silent,
                                          self._rpc_address, self._gone)
+
+    def _init_election(self) -> None:
+        self._next_election = self.election.lease_until
+        """When this node stands next. At start it honours a lease for one lease time
+        (el.restored); it then takes its place in line among the peers it heard by then."""
+        self._placed = False
+        """Whether `_next_election` was worked out from the live peers (see _membership)."""
+        self._renewing: int | None = None
+        """The term in which this coordinator renews its lease through the tiebreaker."""
+        self._elector: threading.Thread | None = None
 
     def _handlers(self) -> dict[str, Callable[[dict[str, Any], str], dict[str, Any]]]:
         """What other nodes may call here."""
@@ -270,6 +277,7 @@ class ClusterNode(ConfigReplication, WatchdogDuty):
                 if self.election.coordinator == hb.node and self.election.term == hb.term:
                     self._acked = (hb.term, float(sent))
                     self._next_election = at + self.lease + self._election_timeout()
+                    self._placed = True
                     self._note_confirmed(hb.payload.get("heard"))
                 self._persist_if_changed(before)
             ack = hb.payload.get("ack")
@@ -286,19 +294,21 @@ class ClusterNode(ConfigReplication, WatchdogDuty):
         client = self.peers.get(node)
         return None if client is None else client.address
 
-    def _gone(self, node: str, at: float) -> None:
+    def _gone(self, node: str, at: float) -> bool:
         """`node`'s host refused a connection to its server: down now; if it was the
-        coordinator, its lease is not honoured any longer and this node may stand soon
-        (at a random time within `silent_after`, so the survivors rarely stand at once)."""
+        coordinator, its lease is not honoured any longer and this node stands at its
+        place in line (el.election_wait). False when it was known down already."""
         with self._lock:
+            was_alive = self.detector.alive(node, at)
             self.detector.gone(node, at)
             before = self.election
             self.election = el.release_lease(before, node, at)
             if self.election is not before:
-                spread = silent_after(self.options.heartbeat_interval, self.options.dead_after)
                 self._next_election = min(self._next_election,
-                                          at + random.uniform(0.0, spread))
+                                          at + self._election_timeout(without=node))
+                self._placed = True
         self._wake.set()
+        return was_alive
 
     def _membership(self, now: float) -> None:
         with self._lock:
@@ -318,18 +328,26 @@ class ClusterNode(ConfigReplication, WatchdogDuty):
             start = (self.election.role is not el.Role.COORDINATOR
                      and now >= self._next_election
                      and not (self._elector and self._elector.is_alive()))
+            if start and not self._placed:  # just started: take a place in line first
+                self._placed, start = True, False
+                self._next_election = now + self._election_timeout()
             if start:
                 self._next_election = now + self._election_timeout()
                 self._elector = threading.Thread(target=self._elect, name="pyha election",
                                                  daemon=True)
                 self._elector.start()
 
-    def _election_timeout(self) -> float:
+    def _election_timeout(self, without: str | None = None) -> float:
         """How long after a coordinator's lease ran out (or a round failed) this node
-        stands: randomised over half a `dead_after`, so two nodes rarely stand at once,
-        yet a lost coordinator is replaced within about 0.1-0.6 x dead_after of its
-        lease (voters refuse anyone while they still honour that lease)."""
-        return self.options.dead_after * random.uniform(ELECTION_MIN, ELECTION_MAX)
+        stands: its place in line among the live voters other than the coordinator (or
+        `without`), so a lost coordinator is replaced within about 0.02-0.07 x dead_after
+        of its lease by the first in line, and two nodes rarely stand at once (voters
+        refuse anyone while they still honour that lease)."""
+        with self._lock:
+            now = self.clock.now()
+            live = frozenset(n for n in self.detector.members(now) if n in self.voters)
+            return el.election_wait(self.node, live - {without}, self.election.coordinator,
+                                    self.options.dead_after, random.random())
 
     def _elect(self) -> None:
         with self._lock:
@@ -416,9 +434,15 @@ class ClusterNode(ConfigReplication, WatchdogDuty):
                        if not self.detector.alive(v, now)]
             term, fenced = self.election.term, set(self._fenced)
         if not missing:
+            self._renewing = None
             return
         sent = self.tiebreak.renew(term, missing, fenced)
         if sent is not None:
+            if self._renewing != term:
+                log.warning("term %d: tiebreak (%s): the lease is renewed through it while "
+                            "%s %s down", term, self.options.tiebreaker.value,
+                            ", ".join(sorted(missing)), "is" if len(missing) == 1 else "are")
+                self._renewing = term
             with self._lock:
                 self.election = el.on_ack(self.election, tb.TIEBREAK, sent, term=term,
                                           voters=self.voters, lease=self.lease,

@@ -111,6 +111,8 @@ class LocalCluster(GuardedCluster):
     listed: int | None = None
     """How many of the nodes the cluster file lists (default all); the others are
     computers that join later: their own file (join.toml) lists every node."""
+    prefer: str | None = None
+    """A node the service group prefers (a location constraint of score 100)."""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -153,6 +155,9 @@ class LocalCluster(GuardedCluster):
                   "[groups.resources.params]",
                   "command = [" + ", ".join(f'"{c}"' for c in command) + "]",
                   'stop_grace = "2s"']
+        if self.prefer is not None:
+            lines += ["", "[[constraints]]", 'kind = "location"', 'id = "svc-prefers"',
+                      'group = "svc"', f'node = "{self.prefer}"', "score = 100"]
         return "\n".join(lines) + "\n"
 
     def _fence_line(self, node: str) -> str:

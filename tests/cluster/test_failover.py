@@ -22,9 +22,7 @@ def started(c: LocalCluster) -> str:
     return c.running_on()[0]
 
 
-@pytest.fixture(params=FENCES)
-def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path, fence=request.param)
+def running(c: LocalCluster) -> Iterator[LocalCluster]:
     try:
         for node in c.nodes:
             c.start(node)
@@ -32,6 +30,18 @@ def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalClu
     finally:
         c.close()
     assert c.violations() == [], "the service ran on two nodes at once"
+
+
+@pytest.fixture(params=FENCES)
+def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    yield from running(LocalCluster(tmp_path, fence=request.param))
+
+
+@pytest.fixture(params=FENCES)
+def service_on_n3(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    """The service prefers n3, and n1 is first in line for coordinator: the two are
+    apart, except when n1 starts late (then the test skips)."""
+    yield from running(LocalCluster(tmp_path, fence=request.param, prefer="n3"))
 
 
 def test_the_group_starts_once_and_moves_after_its_node_is_fenced(
@@ -50,7 +60,9 @@ def test_the_group_starts_once_and_moves_after_its_node_is_fenced(
 
 
 def test_losing_the_coordinator_elsewhere_leaves_the_service_alone(
-        cluster: LocalCluster) -> None:
+        service_on_n3: LocalCluster) -> None:
+    cluster = service_on_n3
+    wait_for(lambda: cluster.running_on() == ["n3"], 40, "the service starts on n3", cluster)
     where = started(cluster)
     coordinator = cluster.coordinator()
     assert coordinator is not None

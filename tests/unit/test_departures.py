@@ -59,7 +59,11 @@ class Peers:
             return list(self.silent)
 
         return DepartureWatch(clock, lambda: self.options, silent, self.addresses.get,
-                              lambda node, at: self.gone.append((node, at)))
+                              self.went)
+
+    def went(self, node: str, at: float) -> bool:
+        self.gone.append((node, at))
+        return True
 
 
 def run(watch: DepartureWatch) -> int:
