@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pyha.cluster.departures import silent_after
 from pyha.model.config import ClusterConfig, Group, TargetRole
 from pyha.model.status import Role, View
 from pyha.resources.spi import OcfCode, OperationResult
@@ -37,6 +38,9 @@ class Timing(Report):
     cycle_interval: float
     detection_worst: float
     """Seconds from a node's death to the others knowing: dead_after + heartbeat_interval."""
+    server_loss_detection: float | None = None
+    """Seconds from a node's cluster server dying on a live host to the others knowing:
+    silent_after + heartbeat_interval (None: probe_departures is off)."""
     failover_formula: str
 
 
@@ -266,8 +270,12 @@ class StatusBody:
             heartbeat_interval=options.heartbeat_interval, dead_after=options.dead_after,
             lease=options.dead_after, cycle_interval=options.cycle_interval,
             detection_worst=options.dead_after + options.heartbeat_interval,
-            failover_formula="failover = dead_after + heartbeat_interval + fencing + the "
-                             "group's start times")
+            server_loss_detection=(
+                silent_after(options.heartbeat_interval, options.dead_after)
+                + options.heartbeat_interval if options.probe_departures else None),
+            failover_formula="failover = detection (dead_after + heartbeat_interval; a lost "
+                             "server alone: silent_after + heartbeat_interval) + fencing + "
+                             "the group's start times")
         seen = _Seen.of(snap.view)
         notes: dict[str, list[str]] = {}
         for note in plan.transition.notes if plan else ():

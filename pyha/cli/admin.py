@@ -142,7 +142,9 @@ def render_status(r: StatusReport) -> Group:
         f"\nDecision: {r.decision or '(none yet)'}",
         f"\nTiming: heartbeat every {_span(r.timing.heartbeat_interval)}, dead after "
         f"{_span(r.timing.dead_after)}, lease {_span(r.timing.lease)}: a lost node is "
-        f"noticed within {_span(r.timing.detection_worst)}")
+        f"noticed within {_span(r.timing.detection_worst)}",
+        *((f" (a lost server alone within {_span(r.timing.server_loss_detection)})",)
+          if r.timing.server_loss_detection is not None else ()))
     parts: list[Any] = [head, _nodes(r), _groups(r), _resources(r)]
     if r.omitted:
         roles = ", ".join(f"{n:,} {role}" for role, n in sorted(r.roles.items()))

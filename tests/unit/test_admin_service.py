@@ -99,6 +99,7 @@ def test_status_shows_nodes_groups_resources_and_timing(node: Node) -> None:
                                                        "python:pyha:dummy")]
     assert status.resources[0].last_operation.startswith("start ip on n1")
     assert status.timing.detection_worst == pytest.approx(1.1)
+    assert status.timing.server_loss_detection == pytest.approx(0.4)  # 3 + 1 heartbeats
     assert web.failover_worst > status.timing.detection_worst
 
 
