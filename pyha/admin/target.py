@@ -179,7 +179,7 @@ class ServerTarget:
                     members = server.check(new)
                 except ConfigError as exc:
                     raise invalid_config(change, exc) from None
-                ConfigStore(server.state_dir).save(new)
+                ConfigStore(server.state_dir, actor=f"pyha-server@{self.node}").save(new)
             server.reconfigure(new, members)
         return ChangeResult(change=change.describe(), epoch=new.epoch, coordinator=self.node,
                             acked=(self.node,))

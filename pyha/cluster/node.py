@@ -82,7 +82,8 @@ class ClusterNode(ConfigReplication, WatchdogDuty):
                  fences: Mapping[str, FenceDevice] | None = None,
                  witness: Witness | None = None, source: DirectorySource | None = None) -> None:
         self.state_dir = Path(state_dir or config.cluster.state_dir)
-        self.store, self.source = ConfigStore(self.state_dir), source
+        self.store = ConfigStore(self.state_dir, actor=f"pyha-server@{node}")
+        self.source = source
         if source is None:
             config = newest(config, self.store)  # changes made at runtime survive a restart
         problems = _setup_problems(config, node, witness is not None)
