@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from pyha.membership.election import election_line
 from tests.cluster.harness import LocalCluster, fence_skip, wait_for
 
 pytestmark = pytest.mark.slow
@@ -37,11 +38,15 @@ def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalClu
     yield from running(LocalCluster(tmp_path, fence=request.param))
 
 
+LAST_IN_LINE = election_line(frozenset({"n1", "n2", "n3"}), 0)[-1]
+"""The node last in line to stand in the first election."""
+
+
 @pytest.fixture(params=FENCES)
-def service_on_n3(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
-    """The service prefers n3, and n1 is first in line for coordinator: the two are
-    apart, except when n1 starts late (then the test skips)."""
-    yield from running(LocalCluster(tmp_path, fence=request.param, prefer="n3"))
+def service_apart(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
+    """The service prefers the node last in line for coordinator: the two are apart,
+    unless the first nodes in line start late (then the test skips)."""
+    yield from running(LocalCluster(tmp_path, fence=request.param, prefer=LAST_IN_LINE))
 
 
 def test_the_group_starts_once_and_moves_after_its_node_is_fenced(
@@ -60,9 +65,10 @@ def test_the_group_starts_once_and_moves_after_its_node_is_fenced(
 
 
 def test_losing_the_coordinator_elsewhere_leaves_the_service_alone(
-        service_on_n3: LocalCluster) -> None:
-    cluster = service_on_n3
-    wait_for(lambda: cluster.running_on() == ["n3"], 40, "the service starts on n3", cluster)
+        service_apart: LocalCluster) -> None:
+    cluster = service_apart
+    wait_for(lambda: cluster.running_on() == [LAST_IN_LINE], 40,
+             f"the service starts on {LAST_IN_LINE}", cluster)
     where = started(cluster)
     coordinator = cluster.coordinator()
     assert coordinator is not None

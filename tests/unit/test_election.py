@@ -14,6 +14,7 @@ from pyha.membership.election import (
     VoteReply,
     VoteRequest,
     accept_action,
+    election_line,
     election_wait,
     may_act,
     on_ack,
@@ -307,13 +308,23 @@ def test_a_gone_coordinators_lease_is_released_so_a_follower_may_stand_and_vote(
     assert release_lease(boss, "a", 0.1) is boss
 
 
-def test_candidates_stand_in_name_order_without_the_coordinator() -> None:
-    live = frozenset({"a", "b", "c"})
-    b = election_wait("b", live, "a", 1.0, draw=0.0)
-    c = election_wait("c", live, "a", 1.0, draw=0.999)
-    assert b == pytest.approx(0.02)
-    assert 0.17 <= c < 0.22
-    assert election_wait("b", live, "a", 1.0, 0.999) < election_wait("c", live, "a", 1.0, 0.0)
-    # A node not (yet) counted live stands after the live ones; no coordinator: all stand.
-    assert election_wait("d", live, None, 1.0, 0.0) == pytest.approx(0.02 + 3 * 0.15)
-    assert election_wait("a", live, None, 0.15, 0.0) == pytest.approx(0.003)
+def test_candidates_stand_in_line_without_the_coordinator() -> None:
+    live = frozenset({"a", "b", "c", "d"})
+    line = election_line(live - {"a"}, 7)
+    assert sorted(line) == ["b", "c", "d"] and line == election_line(live - {"a"}, 7)
+    first, second, third = line
+    assert election_wait(first, live, "a", 1.0, draw=0.0, term=7) == pytest.approx(0.01)
+    assert 0.16 <= election_wait(second, live, "a", 1.0, draw=0.999, term=7) < 0.21
+    assert (election_wait(first, live, "a", 1.0, draw=0.999, term=7)
+            < election_wait(second, live, "a", 1.0, draw=0.0, term=7)
+            < election_wait(third, live, "a", 1.0, draw=0.0, term=7))
+    # A node not (yet) counted live still gets a place; no coordinator: all stand.
+    wait = election_wait("e", live, None, 1.0, draw=0.0, term=7)
+    assert any(wait == pytest.approx(0.01 + r * 0.15) for r in range(5))
+    assert election_wait("a", frozenset(), None, 0.15, draw=0.0) == pytest.approx(0.0015)
+
+
+def test_the_line_changes_with_the_term() -> None:
+    live = frozenset({"n1", "n2", "n3"})
+    firsts = {election_line(live, term)[0] for term in range(30)}
+    assert firsts == live
