@@ -276,7 +276,6 @@ class EmbeddedDirectory(TableStore):
         self._derived = False
         self._memo = ParseMemo()
         self._held: contextlib.ExitStack | None = None
-        self._watches: list[FileWatch] = []
         self._install(TREE, mark, stored)
 
     def __enter__(self) -> EmbeddedDirectory:
@@ -426,21 +425,9 @@ class EmbeddedDirectory(TableStore):
         """Start a thread that polls config.json every `poll_interval` seconds."""
         follower = ConfigFollower(self.load, on_change, on_reject, known=known, name=self.name)
         watch = FileWatch(self, follower)
-        with self._lock:
-            self._watches.append(watch)
+        self._add_watch(watch)
         watch.start()
         return watch
-
-    def _unwatch(self, watch: FileWatch) -> None:
-        with self._lock:
-            if watch in self._watches:
-                self._watches.remove(watch)
-
-    def _tree_changed(self) -> None:
-        with self._lock:
-            watches = list(self._watches)
-        for watch in watches:
-            watch.poke()
 
 
 def _read_records(data: bytes | None, path: Path) -> list[tuple[Entry, Origin | None]]:

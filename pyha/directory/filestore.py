@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pyha.clock import Clock, MonotonicClock
 from pyha.directory.diff import Change
@@ -40,6 +40,12 @@ LOCK_TIMEOUT = 30.0
 def part_of(entry: Entry) -> str:
     """Which part of a table an entry belongs to: RECORDS or TREE."""
     return RECORDS if entry.classes() & RECORD_CLASSES else TREE
+
+
+class TableWatch(Protocol):
+    """A watch a TableStore tells about changes: `poke` asks it to look again."""
+
+    def poke(self) -> None: ...
 
 
 class TableStore(EntryStore):
@@ -63,6 +69,7 @@ class TableStore(EntryStore):
         self._lock = threading.RLock()
         self._depth = 0
         self._dirty: set[str] = set()
+        self._watches: list[TableWatch] = []
 
     # -- what a subclass adds ----------------------------------------------------------------
 
@@ -77,8 +84,21 @@ class TableStore(EntryStore):
         """The outermost batch ended (under the lock); True if watchers should be told."""
         return TREE in dirty
 
+    def _add_watch(self, watch: TableWatch) -> None:
+        with self._lock:
+            self._watches.append(watch)
+
+    def _unwatch(self, watch: TableWatch) -> None:
+        with self._lock:
+            if watch in self._watches:
+                self._watches.remove(watch)
+
     def _tree_changed(self) -> None:
         """Tell watchers that the configuration part changed (called outside the lock)."""
+        with self._lock:
+            watches = list(self._watches)
+        for watch in watches:
+            watch.poke()
 
     # -- the table ----------------------------------------------------------------------------
 

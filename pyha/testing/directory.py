@@ -20,6 +20,10 @@ class MemoryWatch:
         self.directory = directory
         self.follower = follower
 
+    def poke(self) -> None:
+        """The directory changed: check at once, in the writer's thread."""
+        self.follower.check()
+
     def stop(self) -> None:
         """Stop being told about changes."""
         self.directory._unwatch(self)
@@ -39,7 +43,6 @@ class MemoryDirectory(TableStore):
         super().__init__(Layout(base_dn, cluster), actor=actor, clock=clock)
         self.available = True
         """Set to False to make every call fail as if the server were down."""
-        self._watches: list[MemoryWatch] = []
 
     @property
     def name(self) -> str:
@@ -57,22 +60,10 @@ class MemoryDirectory(TableStore):
         """Register a watcher; if `known` is None it gets the current config at once."""
         follower = ConfigFollower(self.load, on_change, on_reject, known=known, name=self.name)
         watch = MemoryWatch(self, follower)
-        with self._lock:
-            self._watches.append(watch)
+        self._add_watch(watch)
         if known is None:
             follower.check()
         return watch
-
-    def _unwatch(self, watch: MemoryWatch) -> None:
-        with self._lock:
-            if watch in self._watches:
-                self._watches.remove(watch)
-
-    def _tree_changed(self) -> None:
-        with self._lock:
-            watches = list(self._watches)
-        for watch in watches:
-            watch.follower.check()
 
     def recheck(self) -> None:
         """Have every watcher load again (as an LDAP watcher does after reconnecting)."""

@@ -8,8 +8,7 @@ import os
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +26,7 @@ from pyha.ports import free_port
 from pyha.resources.registry import Registry
 from pyha.server import ClusterServer
 from pyha.testing.dummy import clear_knobs, default_state_path, set_knobs
-
-
-def eventually(check: Callable[[], bool], seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return check()
+from pyha.testing.waiting import eventually
 
 
 @dataclass
@@ -75,7 +68,7 @@ def running(tmp_path: Path) -> Iterator[Running]:
     thread.start()
     run = Running(server, address, users, state_dir)
     try:
-        assert eventually(lambda: _running(run)), "the group never started"
+        assert eventually(lambda: _running(run), 15), "the group never started"
         yield run
     finally:
         stop.set()
@@ -104,8 +97,8 @@ def test_status_and_explain_show_the_running_group(running: Running) -> None:
 def test_a_failure_is_shown_and_cleanup_brings_the_group_back(running: Running) -> None:
     knobs = default_state_path(running.state_dir, "ip")
     set_knobs(knobs, fail_on=["monitor"], fail_code=7)
-    assert eventually(lambda: running.status().resources[0].fail_counts.get("n1", 0) >= 1)
-    assert eventually(lambda: running.status().groups[0].state != "running")
+    assert eventually(lambda: running.status().resources[0].fail_counts.get("n1", 0) >= 1, 15)
+    assert eventually(lambda: running.status().groups[0].state != "running", 15)
     clear_knobs(knobs)
     with running.client("bob") as bob, pytest.raises(PermissionDenied):
         bob.cleanup("ip")
@@ -114,8 +107,8 @@ def test_a_failure_is_shown_and_cleanup_brings_the_group_back(running: Running) 
         assert result.cleared >= 1
         with pytest.raises(NotFound):
             alice.cleanup("ip", node="n2")
-    assert eventually(lambda: running.status().resources[0].fail_counts == {})
-    assert eventually(lambda: running.status().groups[0].state == "running")
+    assert eventually(lambda: running.status().resources[0].fail_counts == {}, 15)
+    assert eventually(lambda: running.status().groups[0].state == "running", 15)
     with running.client() as alice:
         audit = [(e.who, e.method, e.result) for e in alice.audit()]
     assert ("bob", "cleanup", "refused") in audit

@@ -7,8 +7,7 @@ import socket
 import ssl
 import stat
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from pyha.resources.spi import TypeName
 from pyha.server import ClusterServer
 from pyha.testing import FakeClock
 from pyha.testing.dummy import DummyPlugin
+from pyha.testing.waiting import eventually
 
 
 @dataclass
@@ -123,12 +123,6 @@ def client(endpoint: Endpoint, pki: Pki, user: str) -> AdminClient:
     return AdminClient(endpoint.address, issued.ca, issued.cert, issued.key, timeout=10)
 
 
-def eventually(check: Callable[[], bool], seconds: float = 5.0) -> bool:
-    """Poll `check` (the server side records a refusal just after the client sees it)."""
-    deadline = time.monotonic() + seconds
-    while not check() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return check()
 
 
 def refused_connections(endpoint: Endpoint) -> list[str]:

@@ -23,6 +23,7 @@ from pyha.errors import ConfigError
 from pyha.model.config import ClusterConfig, Group, Node, Resource
 from pyha.model.status import Role
 from pyha.testing.directory import MemoryDirectory, sample_config
+from pyha.testing.waiting import eventually
 
 
 @dataclass
@@ -34,12 +35,7 @@ class Backend:
     actor: str
 
     def wait(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.01)
-        return predicate()
+        return eventually(predicate, timeout)
 
 
 def _ldap_modify(server: Any) -> Callable[[str, dict[str, str | list[str]]], None]:

@@ -13,6 +13,7 @@ import pytest
 from pyha.directory.ldap import LdapDirectory
 from pyha.errors import ConfigError, DirectoryError
 from pyha.model.config import ClusterConfig
+from pyha.testing.waiting import eventually
 
 
 def small(name: str, resources: int = 2) -> ClusterConfig:
@@ -22,13 +23,7 @@ def small(name: str, resources: int = 2) -> ClusterConfig:
             {"name": f"r{i}", "type": "dummy"} for i in range(resources)]}]})
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
+wait_for = eventually
 
 
 class Collector:
@@ -198,7 +193,7 @@ def test_ten_thousand_resources_load_and_a_change_is_still_seen(
         assert watch.connected.wait(30)
         slapd_server.modify(f"dn: cn=big500r5,cn=big500,{groups}\nchangetype: modify\n"
                             "replace: pyhaTargetRole\npyhaTargetRole: stopped\n")
-        assert wait_for(lambda: bool(got.configs), timeout=30)
+        assert wait_for(lambda: bool(got.configs), 30)
         assert got.last().resource("big500r5").meta.target_role == "stopped"
     finally:
         watch.stop()

@@ -7,8 +7,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from pyha.directory.records import AuditRecord, StatusRecord
 from pyha.errors import DirectoryError
 from pyha.model.config import ClusterConfig, Node
 from pyha.model.status import Role
+from pyha.testing.waiting import eventually
 from tests.integration.test_directory_cli import CLUSTER_FILE, pyha
 
 WRITER = """
@@ -62,13 +61,7 @@ def _config(epoch: int = 1) -> ClusterConfig:
                                        "nodes": [{"name": "n1"}]})
 
 
-def _wait(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
+_wait = eventually
 
 
 def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:

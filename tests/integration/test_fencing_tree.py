@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pyha.fencing.device import NodeState
 from pyha.fencing.tree import TreeFence, descendants, keeper_argv
+from pyha.testing.waiting import eventually
 
 # A server stand-in: it starts a service in a new session, then keeps running.
 SERVER = """
@@ -25,12 +26,7 @@ time.sleep(300)
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
+    assert eventually(check, timeout), "condition not met in time"
 
 
 def start_node(tmp_path: Path, code: str = SERVER,

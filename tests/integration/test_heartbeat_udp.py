@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from pyha.membership.heartbeat import Heartbeat, HeartbeatCodec, HeartbeatEndpoint
+from pyha.testing.waiting import eventually
 
 KEY = b"k" * 32
 
@@ -45,12 +46,7 @@ def pair() -> Iterator[Pair]:
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not met in time")
+    assert eventually(check, timeout), "condition not met in time"
 
 
 def test_heartbeats_arrive_on_both_links_and_bad_ones_are_counted(pair: Pair) -> None:

@@ -10,7 +10,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from pyha.membership.rpc import (
     encode_plain,
     max_payload,
 )
+from pyha.testing.waiting import eventually
 
 KEY = bytes(range(32))
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,13 +94,7 @@ def client(server: RpcServer) -> Iterator[RpcClient]:
     client.close()
 
 
-def wait_for(predicate: Callable[[], bool], seconds: float = 5.0) -> bool:
-    """Poll `predicate` until true or `seconds` pass (bounded in count and time)."""
-    for _ in range(int(seconds / 0.02)):
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
+wait_for = eventually
 
 
 def test_a_call_returns_the_handler_result_and_names_the_caller(client: RpcClient) -> None:
