@@ -51,7 +51,10 @@ def test_the_survivor_wins_the_fence_race_and_takes_over(pair: LocalCluster) -> 
     pair.kill_server(first)  # its service keeps running until the fence
     wait_for(lambda: pair.running_on() == [other], 40, f"the service runs on {other}", pair)
     wait_for(lambda: pair.starts() == 2, 10, "the new copy records its start", pair)
-    assert "won the fence race" in pair.log(other)
+    # Elected by winning the race ("won the fence race"), or, already coordinator, it
+    # renews its lease through the tiebreaker now that it fenced the other node.
+    wait_for(lambda: "tiebreak (fence-race): " in pair.log(other), 10,
+             "the survivor holds the lease through the fence race", pair)
 
 
 def test_a_paused_node_is_fenced_before_its_group_moves(pair: LocalCluster) -> None:

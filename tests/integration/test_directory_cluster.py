@@ -1,6 +1,7 @@
 """Three cluster servers on one OpenLDAP directory: the group runs, the coordinator writes
 where it runs under ou=status (ldapsearch shows it), and an ldapadd of a location
-preference, made straight in LDAP, makes the cluster move the group."""
+preference, made straight in LDAP, makes the cluster move the group; an ldapmodify of
+that preference moves it again."""
 
 from __future__ import annotations
 
@@ -72,3 +73,11 @@ def test_a_cluster_on_ldap_writes_status_and_follows_an_ldapadd(
     wait_for(lambda: all((s := ConfigStore(cluster.state_dir(n)).load()) is not None
                          and s.epoch == epoch for n in cluster.nodes), 20,
              "every node has the directory's configuration on disk", cluster)
+
+    # An ldapmodify of that preference's node moves the group again.
+    third = next(n for n in cluster.nodes if n not in (where, target))
+    dn = constraint_to_entry(prefer, directory.layout).dn
+    slapd_server.ldap_tool("ldapmodify", text=f"dn: {dn}\nchangetype: modify\n"
+                                              f"replace: pyhaNodeName\npyhaNodeName: {third}\n")
+    wait_for(lambda: cluster.running_on() == [third], 40, f"the group moves to {third}",
+             cluster)
