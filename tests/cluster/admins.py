@@ -16,14 +16,13 @@ from tests.cluster.harness import LocalCluster
 
 
 @dataclass
-class Admins:
-    """The cluster, each node's admin address, and an operator (alice) and an admin
-    (root) certificate."""
+class AdminAccess:
+    """A cluster whose nodes serve the admin endpoint, each node's admin address, and an
+    operator's certificate (alice) to call them."""
 
     cluster: LocalCluster
     addresses: dict[str, str]
     alice: Issued
-    root: Issued
 
     def client(self, node: str, who: Issued | None = None) -> AdminClient:
         cert = who or self.alice
@@ -45,24 +44,33 @@ class Admins:
                    and len(r.members) == want for r in reports)
 
 
-@contextmanager
-def admin_cluster(root: Path, **options: object) -> Iterator[Admins]:
-    """Start the listed nodes of a LocalCluster (process-tree fencing) with admin
-    endpoints; stop everything afterwards and check nothing ran twice."""
-    cluster = LocalCluster(root, fence="process-tree", **options)  # type: ignore[arg-type]
-    ca = CertificateAuthority.init(root / "ca")
+@dataclass
+class Admins(AdminAccess):
+    """AdminAccess, and an admin's certificate (root)."""
+
+    root: Issued
+
+
+def serve_admin(cluster: LocalCluster, ca: CertificateAuthority) -> dict[str, str]:
+    """Give every node of `cluster` an admin endpoint on a free loopback port, with a
+    server certificate from `ca`; each node's admin address."""
     addresses = {}
     for node in cluster.nodes:
         folder = cluster.state_dir(node) / "admin"
         ca.issue(node, AdminRole.VIEWER, server=True, out=folder)
         addresses[node] = f"127.0.0.1:{free_port()}"
         (folder / "admin.toml").write_text(f'address = "{addresses[node]}"\n')
+    return addresses
+
+
+@contextmanager
+def admin_cluster(root: Path, **options: object) -> Iterator[Admins]:
+    """Start the listed nodes of a LocalCluster (process-tree fencing) with admin
+    endpoints; stop everything afterwards and check nothing ran twice."""
+    cluster = LocalCluster(root, fence="process-tree", **options)  # type: ignore[arg-type]
+    ca = CertificateAuthority.init(root / "ca")
+    addresses = serve_admin(cluster, ca)
     alice = ca.issue("alice", AdminRole.OPERATOR, out=root / "alice")
     boss = ca.issue("root", AdminRole.ADMIN, out=root / "root")
-    try:
-        for node in cluster.nodes[:cluster.listed]:
-            cluster.start(node)
-        yield Admins(cluster, addresses, alice, boss)
-    finally:
-        cluster.close()
-    assert cluster.violations() == []
+    for running in cluster.serving():
+        yield Admins(running, addresses, alice, boss)

@@ -9,10 +9,10 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from pyha.fencing import CgroupFence, cgroup_name, detect_hierarchies, enter_argv, remove_cgroup
 from pyha.fencing.tree import TreeFence, keeper_argv
@@ -189,6 +189,21 @@ class LocalCluster(GuardedCluster):
             self.procs[node] = subprocess.Popen(wrapped, stdout=out,
                                                 stderr=subprocess.STDOUT,
                                                 start_new_session=True)
+
+    def start_all(self) -> None:
+        """Start the nodes the cluster file lists."""
+        for node in self.nodes[:self.listed]:
+            self.start(node)
+
+    def serving(self) -> Iterator[Self]:
+        """For fixtures (`yield from c.serving()`): start the listed nodes, hand the
+        cluster over, then stop everything and check the service never ran twice."""
+        try:
+            self.start_all()
+            yield self
+        finally:
+            self.close()
+        assert self.violations() == [], "the service ran on two nodes at once"
 
     def log(self, node: str) -> str:
         path = self.root / f"{node}.log"

@@ -23,19 +23,9 @@ def started(c: LocalCluster) -> str:
     return c.running_on()[0]
 
 
-def running(c: LocalCluster) -> Iterator[LocalCluster]:
-    try:
-        for node in c.nodes:
-            c.start(node)
-        yield c
-    finally:
-        c.close()
-    assert c.violations() == [], "the service ran on two nodes at once"
-
-
 @pytest.fixture(params=FENCES)
 def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
-    yield from running(LocalCluster(tmp_path, fence=request.param))
+    yield from LocalCluster(tmp_path, fence=request.param).serving()
 
 
 LAST_IN_LINE = election_line(frozenset({"n1", "n2", "n3"}), 0)[-1]
@@ -46,7 +36,7 @@ LAST_IN_LINE = election_line(frozenset({"n1", "n2", "n3"}), 0)[-1]
 def service_apart(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
     """The service prefers the node last in line for coordinator: the two are apart,
     unless the first nodes in line start late (then the test skips)."""
-    yield from running(LocalCluster(tmp_path, fence=request.param, prefer=LAST_IN_LINE))
+    yield from LocalCluster(tmp_path, fence=request.param, prefer=LAST_IN_LINE).serving()
 
 
 def test_the_group_starts_once_and_moves_after_its_node_is_fenced(

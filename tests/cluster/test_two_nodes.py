@@ -19,14 +19,7 @@ RACE = ('tiebreaker = "fence-race"', 'fence_race_delay = "1s"')
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(tmp_path, size=2, fence="process-tree", options=RACE)
-    try:
-        for node in cluster.nodes:
-            cluster.start(node)
-        yield cluster
-    finally:
-        cluster.close()
-    assert cluster.violations() == []
+    yield from LocalCluster(tmp_path, size=2, fence="process-tree", options=RACE).serving()
 
 
 def started(c: LocalCluster) -> str:

@@ -17,10 +17,9 @@ import pytest
 from pyha.admin.auth import AdminRole
 from pyha.admin.ca import CertificateAuthority, Issued
 from pyha.admin.client import AdminClient
-from pyha.admin.report import StatusReport
 from pyha.admin.service import AdminService
 from pyha.jvm.build import java_home
-from pyha.ports import free_port
+from tests.cluster.admins import AdminAccess, serve_admin
 from tests.cluster.harness import LocalCluster, wait_for
 
 pytestmark = pytest.mark.slow
@@ -102,9 +101,7 @@ def test_private_keys_in_pkcs8_sec1_and_pkcs1_give_the_same_key(
 
 
 @dataclass
-class JavaConsoles:
-    cluster: LocalCluster
-    addresses: dict[str, str]
+class JavaConsoles(AdminAccess):
     users: dict[str, Issued]
     classes: Path
 
@@ -122,15 +119,6 @@ class JavaConsoles:
         assert done.returncode in (0, 2), done.stderr
         return [json.loads(line) for line in done.stdout.splitlines()]
 
-    def status(self, node: str) -> StatusReport | None:
-        """The Python client's view (used to wait for the cluster; cheaper than a JVM)."""
-        alice = self.users["alice"]
-        try:
-            with AdminClient(self.addresses[node], alice.ca, alice.cert, alice.key,
-                             timeout=20) as admin:
-                return admin.status()
-        except Exception:
-            return None
 
 
 @pytest.fixture(scope="module")
@@ -139,30 +127,14 @@ def consoles(tmp_path_factory: pytest.TempPathFactory, classes: Path) -> Iterato
     cluster = LocalCluster(root, fence="process-tree")
     ca = CertificateAuthority.init(root / "ca")
     other = CertificateAuthority.init(root / "other-ca")
-    addresses = {}
-    for node in cluster.nodes:
-        folder = cluster.state_dir(node) / "admin"
-        ca.issue(node, AdminRole.VIEWER, server=True, out=folder)
-        addresses[node] = f"127.0.0.1:{free_port()}"
-        (folder / "admin.toml").write_text(f'address = "{addresses[node]}"\n')
+    addresses = serve_admin(cluster, ca)
     users = {
         "alice": ca.issue("alice", AdminRole.OPERATOR, out=root / "alice"),
         "bob": ca.issue("bob", AdminRole.VIEWER, out=root / "bob"),
         "mallory": other.issue("mallory", AdminRole.ADMIN, out=root / "mallory"),
     }
-    try:
-        for node in cluster.nodes:
-            cluster.start(node)
-        yield JavaConsoles(cluster, addresses, users, classes)
-    finally:
-        cluster.close()
-    assert cluster.violations() == []
-
-
-def _settled(consoles: JavaConsoles) -> bool:
-    reports = [consoles.status(n) for n in consoles.cluster.nodes]
-    return all(r is not None and r.coordinator and r.groups[0].state == "running"
-               and len(r.members) == 3 for r in reports)
+    for running in cluster.serving():
+        yield JavaConsoles(running, addresses, users["alice"], users, classes)
 
 
 def _group_node(consoles: JavaConsoles, node: str) -> str | None:
@@ -218,7 +190,7 @@ def test_a_viewer_gets_pyhas_permission_error_through_the_java_exception(
 
 
 def test_an_operator_lists_groups_and_moves_one(consoles: JavaConsoles) -> None:
-    wait_for(lambda: _settled(consoles), 60, "every node reports the group running",
+    wait_for(consoles.settled, 60, "every node reports the group running",
              consoles.cluster)
     where = _group_node(consoles, "n1")
     assert where in consoles.cluster.nodes
@@ -256,7 +228,7 @@ def test_status_in_full_lists_every_resource_as_the_python_client_does(
         consoles: JavaConsoles) -> None:
     """`status(true)` asks for every resource; this cluster is small, so the lean
     `status()` lists every one too and neither omits any."""
-    wait_for(lambda: _settled(consoles), 60, "every node reports the group running",
+    wait_for(consoles.settled, 60, "every node reports the group running",
              consoles.cluster)
     alice = consoles.users["alice"]
     with AdminClient(consoles.addresses["n3"], alice.ca, alice.cert, alice.key) as admin:

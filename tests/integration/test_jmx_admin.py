@@ -19,12 +19,11 @@ from pathlib import Path
 import pytest
 
 from pyha.admin.auth import AdminRole
-from pyha.admin.ca import CertificateAuthority, Issued
-from pyha.admin.client import AdminClient
-from pyha.admin.report import StatusReport
+from pyha.admin.ca import CertificateAuthority
 from pyha.admin.service import AdminService
 from pyha.jvm.build import java_home
 from pyha.ports import free_port
+from tests.cluster.admins import AdminAccess, serve_admin
 from tests.cluster.harness import LocalCluster, wait_for
 
 pytestmark = pytest.mark.slow
@@ -38,23 +37,9 @@ through standbyNode instead (moveGroup then answers UnsupportedOperationExceptio
 
 
 @dataclass
-class Bridge:
-    cluster: LocalCluster
-    addresses: dict[str, str]
-    alice: Issued
+class Bridge(AdminAccess):
     url: str
     classes: Path
-
-    def admin(self, node: str) -> AdminClient:
-        return AdminClient(self.addresses[node], self.alice.ca, self.alice.cert,
-                           self.alice.key, timeout=20)
-
-    def status(self, node: str) -> StatusReport | None:
-        try:
-            with self.admin(node) as admin:
-                return admin.status()
-        except Exception:
-            return None
 
     def jmx(self, user: str, password: str, *steps: str) -> dict[str, str]:
         """Run the Java client; {step: "= value" or "ERROR ..."}, or {"connect": ...}."""
@@ -77,12 +62,6 @@ def run_client(classes: Path, url: str, user: str, password: str, steps: Sequenc
             answers[step] = answer
     assert answers, f"no output from the JMX client: {done.stderr[-2000:]}"
     return answers
-
-
-def _settled(bridge: Bridge) -> bool:
-    reports = [bridge.status(n) for n in bridge.cluster.nodes]
-    return all(r is not None and r.coordinator and r.groups[0].state == "running"
-               and len(r.members) == 3 for r in reports)
 
 
 def _write_bridge_settings(ca: CertificateAuthority, folder: Path, port: int) -> None:
@@ -144,31 +123,22 @@ def _await_ready(process: subprocess.Popen[str], timeout: float) -> dict[str, ob
 def bridge(tmp_path: Path) -> Iterator[Bridge]:
     cluster = LocalCluster(tmp_path, fence="process-tree")
     ca = CertificateAuthority.init(tmp_path / "ca")
-    addresses = {}
-    for node in cluster.nodes:
-        folder = cluster.state_dir(node) / "admin"
-        ca.issue(node, AdminRole.VIEWER, server=True, out=folder)
-        addresses[node] = f"127.0.0.1:{free_port()}"
-        (folder / "admin.toml").write_text(f'address = "{addresses[node]}"\n')
+    addresses = serve_admin(cluster, ca)
     port = free_port()
     _write_bridge_settings(ca, cluster.state_dir(BRIDGE_NODE) / "admin", port)
     alice = ca.issue("alice", AdminRole.OPERATOR, out=tmp_path / "alice")
     classes = _compile_client(tmp_path)
     url = f"service:jmx:rmi://127.0.0.1:{port}/jndi/rmi://127.0.0.1:{port}/jmxrmi"
-    try:
-        for node in cluster.nodes:
-            cluster.start(node)  # the server starts its bridge: its admin folder has jmx.toml
+    # Each server starts its bridge: its admin folder has jmx.toml.
+    for running in cluster.serving():
         wait_for(lambda: f'"url": "{url}"' in cluster.log(BRIDGE_NODE), 120,
                  "the server's JMX bridge is ready", cluster)
-        yield Bridge(cluster, addresses, alice, url, classes)
-    finally:
-        cluster.close()
-    assert cluster.violations() == []
+        yield Bridge(running, addresses, alice, url, classes)
     assert "JMX bridge stopped" in cluster.log(BRIDGE_NODE)  # stopped with its server
 
 
 def test_a_console_reads_the_cluster_and_moves_its_group(bridge: Bridge) -> None:
-    wait_for(lambda: _settled(bridge), 60, "every node reports the group running",
+    wait_for(bridge.settled, 60, "every node reports the group running",
              bridge.cluster)
     status = bridge.status(BRIDGE_NODE)
     assert status is not None and status.groups[0].node is not None
@@ -205,7 +175,7 @@ def test_a_console_reads_the_cluster_and_moves_its_group(bridge: Bridge) -> None
     after = bridge.jmx("alice", PASSWORDS["alice"], "get:Groups")
     assert after["get:Groups"] != f"= svc@{where}"
 
-    with bridge.admin(BRIDGE_NODE) as admin:
+    with bridge.client(BRIDGE_NODE) as admin:
         records = [(r.who, r.role, r.result) for r in admin.audit(50)
                    if r.method == ("move" if MOVE else "standby")]
     assert ("jmx-viewer", "viewer", "refused") in records
@@ -214,7 +184,7 @@ def test_a_console_reads_the_cluster_and_moves_its_group(bridge: Bridge) -> None
         undone = bridge.jmx("alice", PASSWORDS["alice"], "call:unmoveGroup:svc")
         assert undone["call:unmoveGroup:svc"].startswith("= unmove svc: configuration epoch ")
     else:
-        with bridge.admin(BRIDGE_NODE) as admin:
+        with bridge.client(BRIDGE_NODE) as admin:
             admin.online(where)
     assert len(bridge.cluster.running_on()) == 1
 

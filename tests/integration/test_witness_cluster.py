@@ -30,13 +30,7 @@ def pair(tmp_path: Path, slapd_server: Any) -> Iterator[LocalCluster]:
     with LdapDirectory(settings) as directory:  # the witness lives under the cluster's entry
         directory.replace(ClusterConfig.from_toml(cluster.config))
     write_bootstrap(bootstrap, settings, slapd_server.password_file)
-    try:
-        for node in cluster.nodes:
-            cluster.start(node)
-        yield cluster
-    finally:
-        cluster.close()
-    assert cluster.violations() == []
+    yield from cluster.serving()
 
 
 def test_without_the_witness_file_the_server_refuses_to_start(tmp_path: Path) -> None:
