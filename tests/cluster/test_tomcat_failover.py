@@ -51,6 +51,7 @@ from pyha.testing.fixtures.local import LocalProvider, make_catalina_base
 from tests.cluster.netns_cluster import FLOATING, HTTP_PORT, NetnsCluster, kill_namespace, wait_for
 from tests.integration.test_jvm_host import needs_jdk
 from tests.netns import ROOT, netns_lab
+from tests.procs import live_pids
 
 PREFIX = "pyhatc"
 TOMCAT = LocalProvider().unavailable("tomcat")
@@ -132,18 +133,7 @@ class Machines(NetnsCluster):
 
 def _tomcat_pids(wanted: bytes) -> list[int]:
     """Live Tomcat JVMs (not zombies) whose command line holds `wanted`."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if BOOTSTRAP.encode() in args and wanted in args and state not in ("Z", "X"):
-            pids.append(int(entry.name))
-    return pids
+    return live_pids(lambda _, args: BOOTSTRAP.encode() in args and wanted in args)
 
 
 class PowerSwitch(socketserver.ThreadingUnixStreamServer):

@@ -12,6 +12,11 @@ from typing import Any
 
 import pytest
 
+from pyha.clock import MonotonicClock
+from pyha.executor.runner import Executor
+from pyha.resources.java import java_runtime
+from pyha.resources.registry import Registry
+
 # -- a private OpenLDAP slapd (pyha.directory) ------------------------------------------------
 # The session's slapd is shared: each test works in its own cluster (cn=<unique>), so tests
 # never see each other's entries. Tests that kill slapd start their own with `new_slapd`.
@@ -163,3 +168,31 @@ def new_slapd(tmp_path: Path) -> Iterator[Callable[..., SlapdServer]]:
 def cluster_name() -> str:
     """A cluster name no other test of this session uses."""
     return f"t{next(_names)}"
+
+
+@pytest.fixture
+def registry(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
+    """The bundled plugins (the Java ones built into the session's shared Java cache);
+    the JVM host they start is stopped afterwards. Modules may define their own."""
+    cache = tmp_path_factory.getbasetemp() / "pyha-java-cache"
+    cache.mkdir(exist_ok=True)
+    monkeypatch.setenv("PYHA_JAVA_CACHE", str(cache))
+    monkeypatch.delenv("PYHA_JAVA_PLUGIN_PATH", raising=False)
+    yield from closing_runtime(Registry.discover(entry_points=False,
+                                                 ocf_root=tmp_path / "no-ocf"))
+
+
+def closing_runtime(found: Registry) -> Iterator[Registry]:
+    """For registry fixtures (`yield from`): hand `found` over, then stop the JVM host
+    its Java plugins started, if any."""
+    yield found
+    runtime = java_runtime(found.agents())
+    if runtime is not None:
+        runtime.close()
+
+
+@pytest.fixture
+def executor(tmp_path: Path) -> Executor:
+    """An executor for node n1 on the real clock, with its state under tmp_path."""
+    return Executor(node="n1", clock=MonotonicClock(), state_dir=tmp_path / "state")

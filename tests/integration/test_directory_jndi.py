@@ -27,19 +27,24 @@ pytestmark = pytest.mark.skipif(_tool("javac") is None or _tool("java") is None,
                                 reason="no JDK (javac, java)")
 
 
+def listing_config(cluster: str) -> ClusterConfig:
+    """Two nodes and two groups, one resource stopped: what the JNDI listings show."""
+    return ClusterConfig.from_mapping({
+        "cluster": {"name": cluster}, "nodes": [
+            {"name": "n2", "addresses": ["10.0.0.2:5405"]},
+            {"name": "n1", "addresses": ["10.0.0.1:5405", "10.1.0.1:5405"]}],
+        "groups": [
+            {"name": "web", "resources": [
+                {"name": "vip", "type": "ocf:heartbeat:IPaddr2",
+                 "params": {"ip": "192.0.2.10", "cidr_netmask": 24}},
+                {"name": "tomcat", "type": "tomcat", "meta": {"target_role": "stopped"}}]},
+            {"name": "db", "resources": [{"name": "pg", "type": "postgresql"}]}]})
+
+
 def test_list_cluster_through_jndi(slapd_server: Any, cluster_name: str,
                                    tmp_path: Path) -> None:
     with LdapDirectory(slapd_server.settings(cluster_name)) as directory:
-        directory.replace(ClusterConfig.from_mapping({
-            "cluster": {"name": cluster_name}, "nodes": [
-                {"name": "n2", "addresses": ["10.0.0.2:5405"]},
-                {"name": "n1", "addresses": ["10.0.0.1:5405", "10.1.0.1:5405"]}],
-            "groups": [
-                {"name": "web", "resources": [
-                    {"name": "vip", "type": "ocf:heartbeat:IPaddr2",
-                     "params": {"ip": "192.0.2.10", "cidr_netmask": 24}},
-                    {"name": "tomcat", "type": "tomcat", "meta": {"target_role": "stopped"}}]},
-                {"name": "db", "resources": [{"name": "pg", "type": "postgresql"}]}]}))
+        directory.replace(listing_config(cluster_name))
     classes = tmp_path / "classes"
     subprocess.run([_tool("javac"), "-d", str(classes), str(SOURCE)], check=True,
                    capture_output=True, timeout=120)

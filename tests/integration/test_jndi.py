@@ -21,6 +21,8 @@ from pyha.model.config import ClusterConfig
 from pyha.resources.java import java_runtime, read_ldap_directory
 from pyha.resources.registry import Registry
 from pyha.server import ClusterServer
+from tests.integration.conftest import closing_runtime
+from tests.integration.test_directory_jndi import listing_config
 from tests.integration.test_jvm_host import needs_jdk
 
 pytestmark = [needs_jdk, pytest.mark.slow]
@@ -45,19 +47,6 @@ def _config(cluster: str, *, try_write: bool = False, extra: bool = False,
         "groups": groups})
 
 
-def _listing_config(cluster: str) -> ClusterConfig:
-    return ClusterConfig.from_mapping({
-        "cluster": {"name": cluster}, "nodes": [
-            {"name": "n2", "addresses": ["10.0.0.2:5405"]},
-            {"name": "n1", "addresses": ["10.0.0.1:5405", "10.1.0.1:5405"]}],
-        "groups": [
-            {"name": "web", "resources": [
-                {"name": "vip", "type": "ocf:heartbeat:IPaddr2",
-                 "params": {"ip": "192.0.2.10", "cidr_netmask": 24}},
-                {"name": "tomcat", "type": "tomcat", "meta": {"target_role": "stopped"}}]},
-            {"name": "db", "resources": [{"name": "pg", "type": "postgresql"}]}]})
-
-
 @pytest.fixture(scope="session")
 def java_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.getbasetemp() / "pyha-java-cache"
@@ -70,11 +59,8 @@ def registry(java_cache: Path, tmp_path: Path,
              monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
     monkeypatch.setenv("PYHA_JAVA_CACHE", str(java_cache))
     monkeypatch.setenv("PYHA_JAVA_PLUGIN_PATH", str(READER))
-    found = Registry.discover(entry_points=False, bundled=False, ocf_root=tmp_path / "none")
-    yield found
-    runtime = java_runtime(found.agents())
-    if runtime is not None:
-        runtime.close()
+    yield from closing_runtime(Registry.discover(entry_points=False, bundled=False,
+                                                 ocf_root=tmp_path / "none"))
 
 
 def _reports(caplog: pytest.LogCaptureFixture, resource: str) -> list[str]:
@@ -177,7 +163,7 @@ def _java(classes: Path, *args: str) -> list[str]:
 def test_list_cluster_reads_the_snapshot_as_it_reads_ldap(
         programs: Path, slapd_server: Any, cluster_name: str, tmp_path: Path) -> None:
     with LdapDirectory(slapd_server.settings(cluster_name)) as directory:
-        directory.replace(_listing_config(cluster_name))
+        directory.replace(listing_config(cluster_name))
         config = directory.load()
     ldap = _java(programs, "ListCluster", slapd_server.url, slapd_server.suffix, cluster_name,
                  slapd_server.bind_dn, str(slapd_server.password_file))
@@ -192,7 +178,7 @@ def test_list_cluster_reads_the_snapshot_as_it_reads_ldap(
 def test_the_snapshot_answers_searches_as_ldap_does(
         programs: Path, slapd_server: Any, cluster_name: str, tmp_path: Path) -> None:
     with LdapDirectory(slapd_server.settings(cluster_name)) as directory:
-        directory.replace(_listing_config(cluster_name))
+        directory.replace(listing_config(cluster_name))
         config = directory.load()
     cluster_dn = Layout(slapd_server.suffix, cluster_name).cluster_dn
     ldap = _java(programs, "TreeCheck", slapd_server.url, cluster_dn, slapd_server.bind_dn,
@@ -210,7 +196,7 @@ def test_the_snapshot_answers_searches_as_ldap_does(
 
 def test_the_snapshot_refuses_every_write(programs: Path, tmp_path: Path) -> None:
     snapshot = tmp_path / SNAPSHOT_FILE
-    write_snapshot(snapshot, _listing_config("w"), Layout(EMBEDDED_BASE_DN, "w"))
+    write_snapshot(snapshot, listing_config("w"), Layout(EMBEDDED_BASE_DN, "w"))
     lines = _java(programs, "TreeCheck", snapshot.as_uri(), "cn=w,o=pyha", "--writes")
     facts = dict(line.split(": ", 1) for line in lines)
     for write in ("bind", "rebind", "unbind", "rename", "create", "destroy", "modify",

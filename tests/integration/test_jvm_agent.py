@@ -16,13 +16,13 @@ import pytest
 from typer.testing import CliRunner
 
 from pyha.cli import resource_types
-from pyha.clock import MonotonicClock
 from pyha.errors import PluginError
 from pyha.executor.runner import Executor
 from pyha.resources.agent import Origin
 from pyha.resources.java import JavaAgent, java_runtime
 from pyha.resources.registry import Registry
 from pyha.resources.spi import CallStatus
+from tests.integration.conftest import closing_runtime
 from tests.integration.test_jvm_host import Jars, build_probe, needs_jdk, write_probe_folder
 
 pytestmark = needs_jdk
@@ -52,16 +52,7 @@ def _discover(tmp_path: Path, java_plugin_path: list[Path] | None = None) -> Reg
 
 @pytest.fixture
 def registry(java_env: Jars, tmp_path: Path) -> Iterator[Registry]:
-    found = _discover(tmp_path)
-    yield found
-    runtime = java_runtime(found.agents())
-    if runtime is not None:
-        runtime.close()
-
-
-@pytest.fixture
-def executor(tmp_path: Path) -> Executor:
-    return Executor(node="n1", clock=MonotonicClock(), state_dir=tmp_path / "state")
+    yield from closing_runtime(_discover(tmp_path))
 
 
 def test_jar_plugins_register_with_their_origin_and_broken_providers(

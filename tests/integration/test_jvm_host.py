@@ -10,7 +10,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from pyha.jvm.build import JavaDescriptor, java_home, plugin_jar, spi_jar
 from pyha.jvm.channel import read_frame, write_frame
 from pyha.jvm.supervisor import JvmHost
 from pyha.resources.java import JavaRuntime
+from pyha.testing.waiting import eventually
 
 JDK = java_home()
 needs_jdk = pytest.mark.skipif(
@@ -220,13 +221,8 @@ def _gone(pid: int) -> bool:
     return text[text.rindex(")") + 2] in "ZX"
 
 
-def _wait_until(check: Any, limit: float = 10.0) -> bool:
-    until = time.monotonic() + limit
-    while time.monotonic() < until:
-        if check():
-            return True
-        time.sleep(0.05)
-    return bool(check())
+def _wait_until(check: Callable[[], bool], limit: float = 10.0) -> bool:
+    return eventually(check, limit, step=0.05)
 
 
 def _wait_gone(pid: int, limit: float = 10.0) -> bool:

@@ -11,9 +11,10 @@ import pytest
 from pyha.model.actions import Action, ActionKind
 from pyha.model.config import ClusterConfig
 from pyha.model.status import Role
-from pyha.resources.java import JavaAgent, java_runtime
+from pyha.resources.java import JavaAgent
 from pyha.resources.registry import Registry
 from pyha.server import ClusterServer
+from tests.integration.conftest import closing_runtime
 from tests.integration.test_jvm_host import Jars, build_probe, needs_jdk
 
 pytestmark = needs_jdk
@@ -28,11 +29,8 @@ def jars(tmp_path_factory: pytest.TempPathFactory) -> Jars:
 def registry(jars: Jars, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
     monkeypatch.setenv("PYHA_JAVA_CACHE", str(jars.cache))
     monkeypatch.setenv("PYHA_JAVA_PLUGIN_PATH", str(jars.probe))
-    found = Registry.discover(entry_points=False, bundled=False, ocf_root=tmp_path / "none")
-    yield found
-    runtime = java_runtime(found.agents())
-    if runtime is not None:
-        runtime.close()
+    yield from closing_runtime(Registry.discover(entry_points=False, bundled=False,
+                                                 ocf_root=tmp_path / "none"))
 
 
 def test_a_restarted_jvm_host_makes_the_server_probe_its_java_resources(

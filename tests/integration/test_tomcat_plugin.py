@@ -7,23 +7,23 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pyha.clock import MonotonicClock
 from pyha.executor.runner import Executor
 from pyha.ports import free_ports
-from pyha.resources.java import JavaAgent, java_runtime
+from pyha.resources.java import JavaAgent
 from pyha.resources.registry import Registry
 from pyha.resources.spi import OcfCode
+from pyha.testing.waiting import eventually
 from tests.integration.test_jvm_host import needs_jdk
+from tests.procs import live_pids
 
 INSTANCE_CREATE = shutil.which("tomcat10-instance-create")
 CATALINA_HOME = Path("/usr/share/tomcat10")
@@ -56,27 +56,11 @@ class Instance:
 def _tomcat_pids(base: Path) -> list[int]:
     """Live Tomcat JVMs running `base`, from their command lines."""
     wanted = f"-Dcatalina.base={base}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if wanted in args and state not in ("Z", "X"):
-            pids.append(int(entry.name))
-    return pids
+    return live_pids(lambda _, args: wanted in args)
 
 
-def _wait_until(check: Any, limit: float = 15.0) -> bool:
-    until = time.monotonic() + limit
-    while time.monotonic() < until:
-        if check():
-            return True
-        time.sleep(0.05)
-    return bool(check())
+def _wait_until(check: Callable[[], bool], limit: float = 15.0) -> bool:
+    return eventually(check, limit, step=0.05)
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -114,27 +98,6 @@ def instance(tmp_path: Path) -> Iterator[Instance]:
     yield Instance(base, http, shutdown, jmx)
     for pid in _tomcat_pids(base):
         os.kill(pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def registry(
-    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Registry]:
-    """The bundled plugins, built into the session's shared Java cache."""
-    cache = tmp_path_factory.getbasetemp() / "pyha-java-cache"
-    cache.mkdir(exist_ok=True)
-    monkeypatch.setenv("PYHA_JAVA_CACHE", str(cache))
-    monkeypatch.delenv("PYHA_JAVA_PLUGIN_PATH", raising=False)
-    found = Registry.discover(entry_points=False, ocf_root=tmp_path / "no-ocf")
-    yield found
-    runtime = java_runtime(found.agents())
-    if runtime is not None:
-        runtime.close()
-
-
-@pytest.fixture
-def executor(tmp_path: Path) -> Executor:
-    return Executor(node="n1", clock=MonotonicClock(), state_dir=tmp_path / "state")
 
 
 def test_the_meta_data_declares_every_parameter(registry: Registry) -> None:

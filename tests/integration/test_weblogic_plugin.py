@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +19,15 @@ from typing import Any
 
 import pytest
 
-from pyha.clock import MonotonicClock
 from pyha.executor.runner import Executor
 from pyha.jvm.build import java_home
 from pyha.ports import free_port
-from pyha.resources.java import JavaAgent, java_runtime
+from pyha.resources.java import JavaAgent
 from pyha.resources.registry import Registry
 from pyha.resources.spi import OcfCode
+from pyha.testing.waiting import eventually
 from tests.integration.test_jvm_host import needs_jdk
+from tests.procs import live_pids
 
 pytestmark = needs_jdk
 EMULATOR = Path(__file__).resolve().parents[1] / "emulators" / "weblogic"
@@ -69,21 +69,14 @@ class Domain:
 
 def _domain_pids(home: Path) -> list[int]:
     """Live processes of `home`: the emulator JVMs (cwd the domain) and their start scripts."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            cwd = os.readlink(entry / "cwd")
-        except OSError:
-            continue
-        ours = cwd == str(home) and any(a.startswith(b"-Dweblogic.Name=") for a in args)
-        script = any(str(home / "bin").encode() in a for a in args)
-        if (ours or script) and state not in ("Z", "X"):
-            pids.append(int(entry.name))
-    return pids
+
+    def of_home(entry: Path, args: list[bytes]) -> bool:
+        if any(str(home / "bin").encode() in a for a in args):
+            return True  # a start script
+        return (any(a.startswith(b"-Dweblogic.Name=") for a in args)
+                and os.readlink(entry / "cwd") == str(home))
+
+    return live_pids(of_home)
 
 
 def _server_pids(home: Path, name: str = SERVER) -> list[int]:
@@ -97,12 +90,7 @@ def _server_pids(home: Path, name: str = SERVER) -> list[int]:
 
 
 def _wait_until(check: Callable[[], bool], limit: float = 15.0) -> bool:
-    until = time.monotonic() + limit
-    while time.monotonic() < until:
-        if check():
-            return True
-        time.sleep(0.05)
-    return bool(check())
+    return eventually(check, limit, step=0.05)
 
 
 @pytest.fixture(scope="session")
@@ -144,27 +132,6 @@ def domain(tmp_path: Path, emulator_classes: Path) -> Iterator[Domain]:
     for pid in _domain_pids(home):
         os.kill(pid, signal.SIGKILL)
     assert _wait_until(lambda: not _domain_pids(home), 10)
-
-
-@pytest.fixture
-def registry(
-    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Registry]:
-    """The bundled plugins, built into the session's shared Java cache."""
-    cache = tmp_path_factory.getbasetemp() / "pyha-java-cache"
-    cache.mkdir(exist_ok=True)
-    monkeypatch.setenv("PYHA_JAVA_CACHE", str(cache))
-    monkeypatch.delenv("PYHA_JAVA_PLUGIN_PATH", raising=False)
-    found = Registry.discover(entry_points=False, ocf_root=tmp_path / "no-ocf")
-    yield found
-    runtime = java_runtime(found.agents())
-    if runtime is not None:
-        runtime.close()
-
-
-@pytest.fixture
-def executor(tmp_path: Path) -> Executor:
-    return Executor(node="n1", clock=MonotonicClock(), state_dir=tmp_path / "state")
 
 
 def _validated(registry: Registry, params: dict[str, Any]) -> dict[str, Any]:
