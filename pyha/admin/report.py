@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pyha.cluster.departures import silent_after
+from pyha.membership.detector import silent_after
 from pyha.model.config import ClusterConfig, Group, TargetRole
 from pyha.model.status import Role, View
 from pyha.resources.spi import OcfCode, OperationResult

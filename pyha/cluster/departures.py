@@ -27,19 +27,10 @@ import threading
 from collections.abc import Callable
 
 from pyha.clock import Clock
+from pyha.membership.detector import silent_after
 from pyha.model.config import ClusterOptions
 
 log = logging.getLogger("pyha.cluster")
-
-SILENT_HEARTBEATS = 3
-"""Heartbeat intervals without a word before a peer's host is asked."""
-
-
-def silent_after(heartbeat_interval: float, dead_after: float) -> float:
-    """How long a peer may stay silent before its host is asked: three heartbeat
-    intervals, and never more than half of `dead_after` (else asking would not help)."""
-    return min(SILENT_HEARTBEATS * heartbeat_interval, dead_after / 2)
-
 
 def refuses(address: tuple[str, int], timeout: float) -> bool:
     """True when a TCP connection to `address` is refused (nothing listens there);

@@ -5,6 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+SILENT_HEARTBEATS = 3
+"""Heartbeat intervals without a word before a peer's host is asked whether its server
+still runs (pyha.cluster.departures)."""
+
+
+def silent_after(heartbeat_interval: float, dead_after: float) -> float:
+    """How long a peer may stay silent before its host is asked: three heartbeat
+    intervals, and never more than half of `dead_after` (else asking would not help)."""
+    return min(SILENT_HEARTBEATS * heartbeat_interval, dead_after / 2)
+
 
 class Change(StrEnum):
     """What happened to a node between two looks."""

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from pyha.cluster.departures import DepartureWatch, refuses, silent_after
+from pyha.cluster.departures import DepartureWatch, refuses
+from pyha.membership.detector import silent_after
 from pyha.model.config import ClusterOptions
 from pyha.ports import free_port
 from pyha.testing.clock import FakeClock
