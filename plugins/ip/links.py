@@ -1,4 +1,5 @@
-"""The node's links and addresses as `ip -j addr show` prints them, and which link to use."""
+"""The node's links and addresses (as `ip -j addr show` prints them: the tests hold the
+kernel's answers over netlink against it), and which link to use."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import shutil
 from collections.abc import Mapping
@@ -20,14 +21,18 @@ from pyha.resources.spi import (
 
 from .announce import send_garp, send_unsolicited_na
 from .checks import check_params, parse_address
-from .links import IpInterface, Link, choose_link, holder, parse_links
+from .links import IpInterface, Link, choose_link, holder
+from .netlink import add_address, delete_address, read_links
 
 __all__ = ["IpPlugin"]
 
 POLL = 0.1
 """Seconds between looks at an IPv6 address whose duplicate address detection runs."""
 COMMAND_GRACE = 1.0
-"""Seconds an `ip` or `arping` that outlived its deadline gets between SIGTERM and SIGKILL."""
+"""Seconds an `arping` that outlived its deadline gets between SIGTERM and SIGKILL."""
+NETLINK_TIMEOUT = 2.0
+"""Seconds one request to the kernel (read the interfaces, add or remove an address) may
+take at most; it usually takes well under a millisecond."""
 
 _META = MetaData(
     name="ip",
@@ -114,13 +119,18 @@ class Settings:
             nodad=bool(params.get("nodad", True)),
         )
 
+    def usable_at_once(self) -> bool:
+        """An added address is usable as soon as it is there: IPv4, or IPv6 without
+        duplicate address detection."""
+        return self.address.version == 4 or self.nodad
+
     def where(self) -> str:
         """'on eth0' or 'on any interface', for messages."""
         return f"on {self.interface}" if self.interface else "on any interface"
 
 
 class IpPlugin(Plugin):
-    """Adds, removes and watches one address per resource with the `ip` command.
+    """Adds, removes and watches one address per resource over rtnetlink (as `ip` does).
 
     Invariant: the address counts as running exactly when a link (the configured one,
     else any) holds the same IP with the same prefix length; start and stop change
@@ -155,11 +165,17 @@ class IpPlugin(Plugin):
                 link.name,
             )
             return OcfCode.ERR_INSTALLED  # this node's interface; another node's may fit
-        if link.find(settings.address) is None:
+        added = link.find(settings.address) is None
+        if added:
             code = _add(ctx, settings, link)
             if code != OcfCode.SUCCESS:
                 return code
-        code = _await_usable(ctx, settings, link.name)
+        if added and settings.usable_at_once():
+            # Nothing for the kernel to check first: the link as read just before the
+            # add tells whether the address carries traffic, without another `ip` run.
+            code = _usable(ctx, link, settings.address)
+        else:
+            code = _await_usable(ctx, settings, link.name)
         if code == OcfCode.SUCCESS:
             _announce(ctx, settings, link)
         return code
@@ -173,9 +189,11 @@ class IpPlugin(Plugin):
         link = holder(links, settings.address, settings.interface)
         if link is None:
             return OcfCode.SUCCESS
-        result = _ip(ctx, "addr", "del", str(settings.address), "dev", link.name)
-        if result.ok:
+        try:
+            delete_address(link.index, settings.address, _budget(ctx))
             return OcfCode.SUCCESS
+        except OSError as exc:
+            failure = exc
         if _present(ctx, settings.address, link.name) is False:
             return OcfCode.SUCCESS  # someone else removed it meanwhile
         ctx.log.error(
@@ -183,7 +201,7 @@ class IpPlugin(Plugin):
             ctx.resource,
             settings.address,
             link.name,
-            _why(result),
+            _reason(failure),
         )
         return OcfCode.ERR_GENERIC
 
@@ -220,52 +238,45 @@ def _prepare(ctx: OperationContext) -> tuple[Settings, list[Link]] | int:
     return links if isinstance(links, int) else (settings, links)
 
 
-def _ip(ctx: OperationContext, *args: str) -> CommandResult:
-    return run_command(
-        ["ip", *args], deadline=ctx.deadline, clock=ctx.clock, grace=COMMAND_GRACE, log=ctx.log
-    )
+def _budget(ctx: OperationContext) -> float:
+    """How long one netlink request may take: the operation's time left, within bounds."""
+    return max(0.05, min(NETLINK_TIMEOUT, ctx.remaining()))
 
 
 def _read_links(ctx: OperationContext) -> list[Link] | int:
-    """The node's links, or the code to return when `ip` could not tell."""
-    result = _ip(ctx, "-j", "addr", "show")
-    if not result.ok:
-        ctx.log.error("%s %s: ip -j addr show: %s", ctx.operation, ctx.resource, _why(result))
-        if result.returncode is None and not result.timed_out:
-            return OcfCode.ERR_INSTALLED
-        return OcfCode.ERR_GENERIC
+    """The node's links, or the code to return when the kernel could not tell."""
     try:
-        return parse_links(result.stdout)
-    except ValueError as exc:
-        ctx.log.error("%s %s: %s", ctx.operation, ctx.resource, exc)
+        return read_links(_budget(ctx))
+    except (OSError, ValueError) as exc:
+        ctx.log.error("%s %s: cannot read the interfaces: %s", ctx.operation, ctx.resource,
+                      _reason(exc))
         return OcfCode.ERR_GENERIC
 
 
 def _present(ctx: OperationContext, address: IpInterface, name: str) -> bool | None:
-    """Whether link `name` holds `address` now; None when `ip` cannot tell."""
+    """Whether link `name` holds `address` now; None when the kernel cannot tell."""
     links = _read_links(ctx)
     return None if isinstance(links, int) else holder(links, address, name) is not None
 
 
 def _add(ctx: OperationContext, settings: Settings, link: Link) -> int:
     address = settings.address
-    argv = ["addr", "add", str(address), "dev", link.name]
+    broadcast = label = None
     if address.version == 4:
-        if settings.broadcast is not None:
-            argv += ["broadcast", settings.broadcast]
-        elif address.network.prefixlen <= 30:
-            argv += ["broadcast", "+"]
-        if settings.label is not None:
-            argv += ["label", settings.label]
-    elif settings.nodad:
-        argv.append("nodad")
-    result = _ip(ctx, *argv)
-    if result.ok:
+        broadcast = settings.broadcast
+        if broadcast is None and address.network.prefixlen <= 30:
+            broadcast = str(address.network.broadcast_address)
+        label = settings.label
+    try:
+        add_address(link.index, address, broadcast=broadcast, label=label,
+                    nodad=settings.nodad, timeout=_budget(ctx))
         return OcfCode.SUCCESS
+    except OSError as exc:
+        failure = exc
     if _present(ctx, address, link.name):
         return OcfCode.SUCCESS  # added meanwhile: "already assigned" is success
     ctx.log.error(
-        "start %s: cannot add %s to %s: %s", ctx.resource, address, link.name, _why(result)
+        "start %s: cannot add %s to %s: %s", ctx.resource, address, link.name, _reason(failure)
     )
     return OcfCode.ERR_GENERIC
 
@@ -290,12 +301,19 @@ def _await_usable(ctx: OperationContext, settings: Settings, name: str) -> int:
                 settings.address,
             )
             return OcfCode.ERR_GENERIC
-    problem = _unusable(link, settings.address)
+    code = _usable(ctx, link, settings.address)
+    if code != OcfCode.SUCCESS and found is not None and found.dadfailed:
+        with contextlib.suppress(OSError):
+            delete_address(link.index, settings.address, _budget(ctx))
+    return code
+
+
+def _usable(ctx: OperationContext, link: Link, address: IpInterface) -> int:
+    """SUCCESS when `address` on `link` can carry traffic; else logs why, ERR_GENERIC."""
+    problem = _unusable(link, address)
     if problem is None:
         return OcfCode.SUCCESS
     ctx.log.error("start %s: %s", ctx.resource, problem)
-    if found is not None and found.dadfailed:
-        _ip(ctx, "addr", "del", str(settings.address), "dev", name)
     return OcfCode.ERR_GENERIC
 
 
@@ -307,6 +325,11 @@ def _unusable(link: Link, address: IpInterface) -> str | None:
     if not link.up:
         return f"{address} is on {link.name}, but the link is {link.state()}"
     return None
+
+
+def _reason(exc: Exception) -> str:
+    """The kernel's words for a refusal ('Operation not permitted'), else the error."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 def _why(result: CommandResult) -> str:

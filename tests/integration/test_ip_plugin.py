@@ -139,6 +139,37 @@ def test_label_and_broadcast(lab: Lab) -> None:
     assert address_info(a, FLOATING4) is None
 
 
+def links_both_ways() -> tuple[bool, str, str]:
+    """Called inside a host: whether the links netlink gives the plugin are those
+    `ip -j addr show` prints (the reference), and both as text."""
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(PLUGIN_DIR.parent.parent))
+    from plugins.ip.links import parse_links
+    from plugins.ip.netlink import read_links
+
+    shown = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True,
+                           check=True).stdout
+    netlink, reference = read_links(2.0), parse_links(shown)
+    return netlink == reference, repr(netlink), repr(reference)
+
+
+def test_netlink_reads_the_links_as_ip_shows_them(lab: Lab) -> None:
+    a = lab.hosts["a"]
+    a.ip("addr", "add", "198.18.10.60/24", "dev", "eth0", "label", "eth0:web")
+    a.ip("addr", "add", "fd00:198:18:10::60/64", "dev", "eth0")  # tentative for a while
+    a.ip("link", "add", "quiet0", "type", "veth", "peer", "name", "quiet1")
+    a.ip("link", "set", "quiet0", "arp", "off")
+    a.ip("addr", "add", "198.18.11.1/24", "dev", "quiet0")  # a link that is down
+    a.ip("link", "add", "lonely0", "type", "veth", "peer", "name", "lonely1")
+    a.ip("link", "set", "lonely0", "up")  # up, but its peer is down: no carrier
+    same, netlink, shown = a.call("tests.integration.test_ip_plugin:links_both_ways")
+    assert same, f"netlink: {netlink}\nip -j:   {shown}"
+    for expected in ("eth0:web", "tentative=True", "NOARP", "NO-CARRIER", "'quiet0'"):
+        assert expected in netlink
+
+
 def test_link_down_is_a_failure_with_a_reason(lab: Lab) -> None:
     a = lab.hosts["a"]
     params = {"address": f"{FLOATING4}/24", "announce_count": 0}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.machinery
 import importlib.util
@@ -34,6 +35,7 @@ plugin = _load("plugin")
 links = _load("links")
 announce = _load("announce")
 checks = _load("checks")
+netlink = _load("netlink")
 
 
 def _problems(**params: Any) -> list[str]:
@@ -326,3 +328,27 @@ def test_repeat_pauses_between_sends_and_stops_when_cancelled() -> None:
     assert announce._repeat(lambda: sent.append(1) or 1, 5, pause) == 2
     assert pauses == [announce.ANNOUNCE_INTERVAL] * 2
     assert len(sent) == 2
+
+
+# --- netlink ------------------------------------------------------------------------
+
+
+def test_netlink_attributes_round_trip_with_padding() -> None:
+    packed = netlink._attributes([(netlink.IFA_LABEL, b"eth0:web\0"), (netlink.IFA_FLAGS,
+                                  struct.pack("=I", 0x40))])
+    assert len(packed) % 4 == 0
+    assert netlink._parse_attributes(packed) == {netlink.IFA_LABEL: b"eth0:web\0",
+                                                 netlink.IFA_FLAGS: struct.pack("=I", 0x40)}
+
+
+def test_netlink_reads_this_hosts_loopback_and_a_refusal_carries_the_errno() -> None:
+    found = {link.name: link for link in netlink.read_links(2.0)}
+    assert found["lo"].link_type == "loopback"
+    assert found["lo"].find(ipaddress.ip_interface("127.0.0.1/8")) is not None
+    # No link has this index: the kernel refuses (ENODEV as root, EPERM otherwise) and
+    # nothing changes.
+    with pytest.raises(netlink.NetlinkError) as refused:
+        netlink.add_address(0x7FFFFFF0, ipaddress.ip_interface("198.18.99.1/24"),
+                            broadcast=None, label=None, nodad=False, timeout=2.0)
+    assert refused.value.errno in (errno.ENODEV, errno.EPERM)
+    assert refused.value.strerror
