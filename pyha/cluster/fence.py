@@ -6,7 +6,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pyha.clock import Clock
-from pyha.fencing import CgroupFence, CommandFence, FenceDevice, NamespaceFence
+from pyha.fencing import (
+    CgroupFence,
+    CommandFence,
+    FenceDevice,
+    NamespaceFence,
+    NamespaceNode,
+)
 from pyha.fencing.tree import TreeFence
 from pyha.fencing.watchdog import WatchdogFence
 from pyha.model.config import ClusterConfig
@@ -42,5 +48,6 @@ def fence_devices(config: ClusterConfig, heard: Callable[[str], float] | None = 
             if watchdog is not None:
                 devices[node.name] = watchdog
         else:
-            devices[node.name] = NamespaceFence({node.name: spec.namespace})
+            devices[node.name] = NamespaceFence({node.name: NamespaceNode(
+                spec.namespace, spec.bridge_port or None, spec.bridge_namespace or None)})
     return devices

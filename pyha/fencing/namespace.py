@@ -19,7 +19,9 @@ __all__ = ["NETNS_DIR", "NamespaceFence", "NamespaceNode", "namespace_pids"]
 _LOG = logging.getLogger("pyha.fencing")
 NETNS_DIR = Path("/run/netns")
 """Where `ip netns add` mounts named namespaces."""
-POLL = 0.02
+POLL = 0.005
+"""Seconds between scans for processes left after a SIGKILL round: a killed process is
+usually gone within a millisecond, and every ms of fencing delays the failover."""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -197,6 +198,11 @@ class FenceConfig(Frozen):
     """command: optional status command that must then say the node is off."""
     namespace: str = ""
     """namespace: the network namespace the node runs in."""
+    bridge_port: str = ""
+    """namespace: the bridge-side end of the node's cable, set down when the node is
+    fenced, so its addresses stop answering too (as after a power switch)."""
+    bridge_namespace: str = ""
+    """namespace: the network namespace that bridge port is in ('' for the machine's own)."""
     keeper: str = ""
     """process-tree: the file where the node's keeper process records itself."""
     device: str = "/dev/watchdog"
@@ -211,11 +217,30 @@ class FenceConfig(Frozen):
             raise ValueError("off: a command fence needs the power-off command")
         if self.kind == "namespace" and not self.namespace:
             raise ValueError("namespace: a namespace fence needs the namespace's name")
+        _check_bridge_port(self.kind, self.bridge_port, self.bridge_namespace)
         if self.kind == "process-tree" and not self.keeper:
             raise ValueError("keeper: a process-tree fence needs the keeper file's path")
         if self.kind == "watchdog":
             _check_watchdog(self.device, self.timeout)
         return self
+
+
+_INTERFACE = re.compile(r"[^/\s:]{1,15}")
+"""A Linux interface name: at most 15 bytes, no slash, colon or white space."""
+
+
+def _check_bridge_port(kind: str, port: str, namespace: str) -> None:
+    """ValueError naming the field when a namespace fence's cable settings cannot work."""
+    if (port or namespace) and kind != "namespace":
+        raise ValueError(f"bridge_port: only a namespace fence has a cable to pull, not "
+                         f"a {kind} fence")
+    if port and not _INTERFACE.fullmatch(port):
+        raise ValueError(f"bridge_port: {port!r} is not an interface name (at most 15 "
+                         "characters, no '/', ':' or white space)")
+    if namespace and not port:
+        raise ValueError("bridge_namespace: set only with bridge_port, the port it holds")
+    if namespace and ("/" in namespace or namespace in (".", "..")):
+        raise ValueError(f"bridge_namespace: {namespace!r} is not a namespace name")
 
 
 def _check_watchdog(device: str, timeout: float) -> None:

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from pyha.cluster.fence import fence_devices
 from pyha.errors import ConfigError
+from pyha.fencing import NamespaceFence, NamespaceNode
 from pyha.model.config import ClusterConfig, OnFail, TargetRole
 from pyha.model.types import INFINITY, format_duration, parse_duration, parse_score
 
@@ -172,6 +174,32 @@ def test_node_endpoints_and_fence_settings_are_checked() -> None:
         in problems
     assert "nodes[1].fence.namespace: a namespace fence needs the namespace's name" in problems
     assert not any(p.startswith("nodes[0]") for p in problems)
+
+
+def test_a_namespace_fence_may_pull_the_nodes_cable_and_checks_the_port() -> None:
+    data = minimal()
+    data["nodes"] = [
+        {"name": "n1", "fence": {"kind": "namespace", "namespace": "lab-n1",
+                                 "bridge_port": "p-n1", "bridge_namespace": "lab-br"}},
+        {"name": "n2", "fence": {"kind": "namespace", "namespace": "lab-n2",
+                                 "bridge_port": "eth0/../x"}},
+        {"name": "n3", "fence": {"kind": "namespace", "namespace": "lab-n3",
+                                 "bridge_namespace": "lab-br"}},
+        {"name": "n4", "fence": {"kind": "cgroup", "bridge_port": "p-n4"}},
+    ]
+    problems = problems_of(data)
+    assert "nodes[1].fence.bridge_port: 'eth0/../x' is not an interface name (at most 15 " \
+        "characters, no '/', ':' or white space)" in problems
+    assert "nodes[2].fence.bridge_namespace: set only with bridge_port, the port it holds" \
+        in problems
+    assert "nodes[3].fence.bridge_port: only a namespace fence has a cable to pull, not a " \
+        "cgroup fence" in problems
+    assert not any(p.startswith("nodes[0]") for p in problems)
+
+    data["nodes"] = data["nodes"][:1]
+    device = fence_devices(ClusterConfig.from_mapping(data))["n1"]
+    assert isinstance(device, NamespaceFence)
+    assert device.nodes["n1"] == NamespaceNode("lab-n1", "p-n1", "lab-br")
 
 
 def test_a_cluster_needs_a_node() -> None:
