@@ -6,7 +6,9 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,9 @@ from pyha.scheduler.inputs import INPUTS_DIR, INPUTS_KEPT, SchedulerInput, input
 
 DEFAULT_MONITOR_INTERVAL = 10.0
 WAKE_CHECK = 0.05
+PROBE_WORKERS = 8
+"""How many resources a probe asks at once (the executor keeps one operation per
+resource; different resources' monitors may run side by side)."""
 """How often an idle loop looks for wake() (a config change, a command)."""
 
 
@@ -170,10 +175,16 @@ class ClusterServer:
                 admin.close()
 
     def probe(self) -> None:
-        """Ask every resource whether it already runs here (a one-shot monitor)."""
-        for member in self.members.values():
+        """Ask every resource whether it already runs here (a one-shot monitor), several
+        at a time: a new coordinator waits for every node's probe before it acts."""
+        members = list(self.members.values())
+        for member in members:
             self.monitors.remove(member.resource.name)
-            self._probed(member, self._run(member, "monitor"))
+        with ThreadPoolExecutor(max_workers=max(1, min(PROBE_WORKERS, len(members))),
+                                thread_name_prefix="pyha-probe") as pool:
+            results = list(pool.map(partial(self._run, operation="monitor"), members))
+        for member, result in zip(members, results, strict=True):
+            self._probed(member, result)
 
     def cycle(self) -> str:
         """One decision cycle: due monitors, schedule, act. Returns the decision line."""

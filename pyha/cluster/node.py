@@ -610,16 +610,27 @@ class ClusterNode(ConfigReplication, WatchdogDuty):
                 for s in seen]
 
     def _gather(self, online: frozenset[str], probe: bool) -> dict[str, NodeReport] | None:
-        reports = {self.node: self.report(probe)}
-        for peer in sorted(online - {self.node}):
-            try:
-                answer = self._call_while_alive(peer, "report", {"probe": probe},
-                                                self._report_timeout(probe))
-                reports[peer] = NodeReport.model_validate(answer)
-            except PyhaError as exc:
-                log.warning("no report from %s: %s", peer, exc)
-                return None
-        return reports
+        """Every live node's report, asked of all at once (a probe runs each node's
+        monitors, so a new coordinator waits for the slowest node, not for their sum);
+        None when a node did not answer."""
+        peers = sorted(online - {self.node})
+        pool = ThreadPoolExecutor(max_workers=max(1, len(peers)),
+                                  thread_name_prefix="pyha-gather")
+        try:
+            asked = {peer: pool.submit(self._call_while_alive, peer, "report",
+                                       {"probe": probe}, self._report_timeout(probe))
+                     for peer in peers}
+            reports = {self.node: self.report(probe)}
+            missing = False
+            for peer, future in asked.items():
+                try:
+                    reports[peer] = NodeReport.model_validate(future.result())
+                except PyhaError as exc:
+                    log.warning("no report from %s: %s", peer, exc)
+                    missing = True
+            return None if missing else reports
+        finally:
+            pool.shutdown(wait=False)
 
     def _report_timeout(self, probe: bool) -> float:
         # A probe runs every resource's monitor once: give it the monitors' time.
