@@ -12,9 +12,16 @@ started by the group after the address); with `--service everywhere` every node 
 the service itself, bound with IP_FREEBIND, and the group holds only the address.
 
 A run waits for a steady state (every node a member, the service answering without a
-gap for 2 s), then kills the node that serves: `node` = SIGKILL of every process in its
-namespace and its cable pulled (a power loss), `server` = SIGKILL of its cluster server
-only (what it started runs on until the node is fenced). The failover time is the first
+gap for 2 s), then kills the node that serves:
+
+- `crash`: SIGKILL of every process in its namespace (its cluster server and the service
+  it started); its kernel, so its network, lives on, as on a host whose programs died;
+- `power`: the same, and its cable pulled: a power loss, which nothing announces;
+- `server`: SIGKILL of its cluster server only; what it started runs on until the node
+  is fenced.
+
+Fencing a node kills every process of its namespace and pulls its cable, as a power
+switch would (the namespace fence with `bridge_port`). The failover time is the first
 answer from another node minus the kill time, both on CLOCK_MONOTONIC. The killed node
 is then rebooted (its namespace emptied, the floating address removed, cable back in,
 server started) before the next run. Profiles: `default` (heartbeat 100 ms, dead_after
@@ -53,7 +60,8 @@ PROFILES = {
     "default": {},
     "fast": {"heartbeat_interval": "20ms", "dead_after": "150ms"},
 }
-KINDS = ("node", "server")
+KINDS = ("crash", "power", "server")
+"""The kinds of kill; the first one asked for gives the headline figures."""
 STEADY = 2.0
 """Seconds the service must answer without a gap before a run kills its node."""
 SETTLE = 90.0
@@ -129,10 +137,8 @@ def one_run(cluster: NetnsCluster, poller: Poller, kind: str, service: str,
     run = Run(kind, victim, coordinator_of(cluster) == victim, reshuffles=reshuffles)
     body = f"served by {cluster.hosts[victim].name}"
     wall, t0 = time.time(), time.monotonic()
-    if kind == "node":
-        cluster.power_off(victim)
-    else:
-        cluster.kill_server(victim)
+    {"crash": cluster.crash, "power": cluster.power_off, "server": cluster.kill_server}[
+        kind](victim)
     until(lambda: poller.first_answer(t0, body) is not None, FAILOVER_LIMIT, step=0.01)
     answer = poller.first_answer(t0, body)
     # The service may answer before its start operation returns and is logged.
@@ -167,7 +173,7 @@ def running_cluster(root: Path, profile: str, service: str) -> Iterator[
     """A started cluster in namespaces, with the poller in the client namespace."""
     with netns_lab(PREFIX) as lab:
         cluster = NetnsCluster(lab, root, guard=False, web=service == "group",
-                               web_everywhere=service == "everywhere",
+                               web_everywhere=service == "everywhere", unplug_fenced=True,
                                options=PROFILES[profile])
         cluster.start_all()
         yield cluster, Poller.start(cluster.client)
@@ -265,8 +271,8 @@ def table(results: dict[str, dict[str, Any]], runs: int, service: str) -> str:
     rows = [(profile, kind, s) for profile, kinds in results.items()
             for kind, s in kinds.items() if kind != "churn"]
     lines = [f"Failover of a group with {what}: 3 nodes in namespaces, {runs} runs each.",
-             "kill: node = every process of its namespace and its cable (a power loss); "
-             "server = its cluster server only.", "",
+             "kill: crash = every process of its namespace; power = those and its cable "
+             "(a power loss); server = its cluster server only.", "",
              f"{'':17}{'all runs':^27}  {'coordinator killed':^22}  {'another node killed':^22}",
              f"{'profile':8} {'kill':7} {'runs':>4} {'median':>10} {'max':>10}  "
              + f"{'runs':>4} {'median':>8} {'max':>8}  " * 2]
@@ -306,8 +312,10 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--profiles", default="default,fast",
                         help="comma-separated: default, fast")
-    parser.add_argument("--kill", default="node,server",
-                        help="comma-separated: node (power loss), server (server only)")
+    parser.add_argument("--kill", default=",".join(KINDS),
+                        help="comma-separated, the first gives the headline figures: crash "
+                             "(every process of the node), power (a power loss), server "
+                             "(its cluster server only)")
     parser.add_argument("--service", choices=("group", "everywhere"), default="group",
                         help="the HTTP service is in the group, or runs on every node")
     parser.add_argument("--keep", action="store_true",
@@ -323,7 +331,8 @@ def main() -> int:
     profiles = [p for p in args.profiles.split(",") if p]
     kinds = [k for k in args.kill.split(",") if k]
     if not set(profiles) <= set(PROFILES) or not set(kinds) <= set(KINDS) or args.runs < 1:
-        parser.error("--profiles from default,fast; --kill from node,server; --runs >= 1")
+        parser.error("--profiles from default,fast; --kill from crash,power,server; "
+                     "--runs >= 1")
 
     def say(line: str) -> None:
         print(line, file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -331,7 +340,7 @@ def main() -> int:
     plan = Plan(kinds, args.runs, args.service, args.keep, say)
     results = {p: bench_profile(p, plan) for p in profiles}
     if args.json:
-        print(json.dumps({p: {**r[kinds[0]], **{k: r[k] for k in kinds[1:]},
+        print(json.dumps({p: {**r[kinds[0]], "kill": kinds[0], **{k: r[k] for k in kinds[1:]},
                               "churn": r["churn"]} for p, r in results.items()}))
     else:
         print()

@@ -63,33 +63,39 @@ SECOND_BRIDGE = "br1"
 SECOND_IFACE = "eth1"
 
 WEB = '''
-import http.server, socket, subprocess, sys, os
+import contextlib, os, socket, sys, threading
 host, port = sys.argv[1], int(sys.argv[2])
-me = subprocess.run(["ip", "netns", "identify", str(os.getpid())], capture_output=True,
-                    text=True, check=True).stdout.strip()
+mine = os.stat("/proc/self/ns/net")
+me = next(name for name in os.listdir("/run/netns")
+          if os.stat(f"/run/netns/{name}")[1:3] == mine[1:3])  # st_ino, st_dev
 body = f"served by {me}\\n".encode()
+answer = b"HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n%s" % (len(body), body)
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+def serve(conn):
+    with conn, contextlib.suppress(OSError):
+        conn.settimeout(5)
+        request = b""
+        while b"\\r\\n\\r\\n" not in request:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            request += chunk
+        conn.sendall(answer)
 
-    def log_message(self, *args):
-        pass
-
-class Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def server_bind(self):
-        self.socket.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND: the address floats
-        super().server_bind()
-
-Server((host, port), Handler).serve_forever()
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND: the address floats
+listener.bind((host, port))
+listener.listen(128)
+while True:
+    conn, _ = listener.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
 '''
-"""An HTTP service that says which namespace serves it; argv: host port. It binds with
-IP_FREEBIND, so it may start before the floating address is there."""
+"""An HTTP/1.0 service that says which namespace serves it; argv: host port. It binds
+with IP_FREEBIND, so it may start before the floating address is there. It is kept to
+the socket module, as a lean service would be: it listens about 20 ms after its start
+(http.server alone takes some 70 ms to import), so the failover benchmark times the
+cluster rather than the interpreter."""
 
 
 @dataclass
@@ -117,6 +123,9 @@ class NetnsCluster(GuardedCluster):
     """More resources for the group, as TOML `[[groups.resources]]` tables, put last."""
     options: Mapping[str, str] = field(default_factory=dict)
     """Extra [cluster] settings, e.g. {"dead_after": "150ms"}."""
+    unplug_fenced: bool = False
+    """Fencing also pulls the node's first cable (the fence's `bridge_port`), as a power
+    switch would: its addresses stop answering too."""
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -193,8 +202,10 @@ class NetnsCluster(GuardedCluster):
         return "\n".join(lines) + "\n"
 
     def _fence(self, node: str) -> str:
-        """The node's fence device, as a TOML inline table: its namespace."""
-        return f'{{ kind = "namespace", namespace = "{self.hosts[node].name}" }}'
+        """The node's fence device, as a TOML inline table: its namespace (and its cable)."""
+        port = (f', bridge_port = "{_port(node, 1)}", '
+                f'bridge_namespace = "{self.lab.bridge.name}"') if self.unplug_fenced else ""
+        return f'{{ kind = "namespace", namespace = "{self.hosts[node].name}"{port} }}'
 
     @staticmethod
     def _process(name: str, command: list[str], health: str = "") -> list[str]:
@@ -273,11 +284,16 @@ class NetnsCluster(GuardedCluster):
             os.kill(self.procs[node].pid, signal.SIGKILL)
         self.procs[node].wait(timeout=10)
 
-    def power_off(self, node: str) -> None:
-        """As a power loss: every process in the node's namespace dies, its cables go dead."""
+    def crash(self, node: str) -> None:
+        """Every process in the node's namespace dies (its server and what that started);
+        its network lives on, as the kernel of a host whose programs were killed."""
         kill_namespace(self.hosts[node].name)
-        self.unplug(node)
         self.procs[node].wait(timeout=10)
+
+    def power_off(self, node: str) -> None:
+        """As a power loss: the node's cables go dead, every process in its namespace dies."""
+        self.unplug(node)
+        self.crash(node)
 
     def reboot(self, node: str) -> None:
         """Bring a fenced or powered-off node back as a reboot would: nothing running, the
