@@ -83,7 +83,7 @@ WAIT_FIRST = 0.01
 WAIT_STEP = 0.15
 """How much longer each next candidate in line waits (several RPC round trips at the
 default timing, so the second rarely asks before the first has won)."""
-WAIT_JITTER = 0.05
+WAIT_JITTER = 0.02
 """The random part of every wait (ties between nodes that disagree on the line)."""
 
 
@@ -101,7 +101,7 @@ def election_wait(node: str, live: frozenset[str], coordinator: str | None,
     The live voters other than the coordinator stand in the line of `term`
     (`election_line`), `WAIT_STEP` x dead_after apart, the first after `WAIT_FIRST` x
     dead_after; `draw` in [0, 1) adds a random `WAIT_JITTER` x dead_after. So a lost
-    coordinator is replaced by the first in line within about 0.01-0.06 x dead_after,
+    coordinator is replaced by the first in line within about 0.01-0.03 x dead_after,
     without two candidates splitting the vote, and if the first cannot win, the next
     one stands soon after.
     """
