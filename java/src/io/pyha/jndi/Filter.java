@@ -104,39 +104,24 @@ abstract class Filter {
 
     // ------------------------------------------------------------ the filters
 
-    private static final class And extends Filter {
+    /** (&...) and (|...): every part must match, or any one part suffices. */
+    private static final class Combined extends Filter {
         private final List<Filter> parts;
+        private final boolean any;
 
-        And(List<Filter> parts) {
+        Combined(List<Filter> parts, boolean any) {
             this.parts = parts;
+            this.any = any;
         }
 
         @Override
         boolean matches(Tree tree, Attributes attrs) throws NamingException {
             for (Filter part : parts) {
-                if (!part.matches(tree, attrs)) {
-                    return false;
+                if (part.matches(tree, attrs) == any) {
+                    return any;
                 }
             }
-            return true;
-        }
-    }
-
-    private static final class Or extends Filter {
-        private final List<Filter> parts;
-
-        Or(List<Filter> parts) {
-            this.parts = parts;
-        }
-
-        @Override
-        boolean matches(Tree tree, Attributes attrs) throws NamingException {
-            for (Filter part : parts) {
-                if (part.matches(tree, attrs)) {
-                    return true;
-                }
-            }
-            return false;
+            return !any;
         }
     }
 
@@ -280,11 +265,11 @@ abstract class Filter {
             switch (text.charAt(at)) {
                 case '&':
                     at++;
-                    result = new And(list(depth));
+                    result = new Combined(list(depth), false);
                     break;
                 case '|':
                     at++;
-                    result = new Or(list(depth));
+                    result = new Combined(list(depth), true);
                     break;
                 case '!':
                     at++;
