@@ -52,6 +52,14 @@ class NetlinkError(OSError):
 
 def read_links(timeout: float) -> list[Link]:
     """Every link with its addresses, as `ip -j addr show` would list them."""
+    try:
+        return _read_links(timeout)
+    except struct.error as exc:
+        raise NetlinkError(errnos.EBADMSG, f"a malformed answer from the kernel: {exc}") \
+            from None
+
+
+def _read_links(timeout: float) -> list[Link]:
     for _ in range(DUMP_TRIES):
         links = _dump(RTM_GETLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0), timeout)
         addresses = _dump(RTM_GETADDR, _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0), timeout)

@@ -6,7 +6,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, as_completed, wait
 from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 from typing import Any
@@ -617,18 +617,17 @@ class ClusterNode(ConfigReplication, WatchdogDuty):
         pool = ThreadPoolExecutor(max_workers=max(1, len(peers)),
                                   thread_name_prefix="pyha-gather")
         try:
-            asked = {peer: pool.submit(self._call_while_alive, peer, "report",
-                                       {"probe": probe}, self._report_timeout(probe))
-                     for peer in peers}
+            asked = {pool.submit(self._call_while_alive, peer, "report", {"probe": probe},
+                                 self._report_timeout(probe)): peer for peer in peers}
             reports = {self.node: self.report(probe)}
-            missing = False
-            for peer, future in asked.items():
+            for future in as_completed(asked):
+                peer = asked[future]
                 try:
                     reports[peer] = NodeReport.model_validate(future.result())
                 except PyhaError as exc:
                     log.warning("no report from %s: %s", peer, exc)
-                    missing = True
-            return None if missing else reports
+                    return None  # the other calls end by themselves (their timeouts)
+            return {node: reports[node] for node in [self.node, *peers]}
         finally:
             pool.shutdown(wait=False)
 
