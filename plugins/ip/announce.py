@@ -1,22 +1,29 @@
 """Tell the neighbours where an address now lives: gratuitous ARP and unsolicited NA.
 
 The frames are built by pure functions; the senders use raw sockets (root or
-CAP_NET_RAW), so no extra program is needed.
+CAP_NET_RAW), so no extra program is needed. A start sends the first announcement
+itself and leaves the others to a `Series` in the background, so the next member of
+the group does not wait for them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import signal
 import socket
 import struct
+import subprocess
+import threading
 from collections.abc import Callable
 
 __all__ = [
     "ANNOUNCE_INTERVAL",
+    "Announcer",
+    "Series",
     "garp_frame",
-    "send_garp",
-    "send_unsolicited_na",
+    "garp_socket",
+    "na_socket",
     "unsolicited_na",
 ]
 
@@ -76,33 +83,118 @@ def unsolicited_na(mac: bytes, target: ipaddress.IPv6Address) -> bytes:
     return header + option
 
 
-def send_garp(
-    ifname: str, mac: bytes, address: ipaddress.IPv4Address, count: int, pause: Pause
-) -> int:
-    """Send `count` gratuitous ARPs on `ifname`, ANNOUNCE_INTERVAL apart; how many went out."""
+def garp_socket(ifname: str, mac: bytes, address: ipaddress.IPv4Address) -> Announcer:
+    """A raw packet socket on `ifname` that sends gratuitous ARPs for `address`."""
     frame = garp_frame(mac, address)
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0) as sock:
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
         sock.bind((ifname, 0))
-        return _repeat(lambda: sock.send(frame), count, pause)
+    except OSError:
+        _close_later(sock)
+        raise
+    return Announcer(sock, lambda: sock.send(frame))
 
 
-def send_unsolicited_na(
-    ifname: str, mac: bytes, target: ipaddress.IPv6Address, count: int, pause: Pause
-) -> int:
-    """Send `count` unsolicited NAs for `target` to all nodes on `ifname`; how many went out."""
+def na_socket(ifname: str, mac: bytes, target: ipaddress.IPv6Address) -> Announcer:
+    """An ICMPv6 raw socket that sends unsolicited NAs for `target` to all nodes on `ifname`."""
     message = unsolicited_na(mac, target)
     index = socket.if_nametoindex(ifname)
-    with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as sock:
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    try:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ND_HOP_LIMIT)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
-        scope = index if target.is_link_local else 0
-        # RFC 4861 7.2.6: the source should be an address of the interface, and the
-        # announced one is the clearest; while it is still tentative the kernel
-        # refuses it and picks the link-local address instead.
-        with contextlib.suppress(OSError):
-            sock.bind((str(target), 0, 0, scope))
-        destination = (ALL_NODES, 0, 0, index)
-        return _repeat(lambda: sock.sendto(message, destination), count, pause)
+    except OSError:
+        _close_later(sock)
+        raise
+    scope = index if target.is_link_local else 0
+    # RFC 4861 7.2.6: the source should be an address of the interface, and the
+    # announced one is the clearest; while it is still tentative the kernel
+    # refuses it and picks the link-local address instead.
+    with contextlib.suppress(OSError):
+        sock.bind((str(target), 0, 0, scope))
+    destination = (ALL_NODES, 0, 0, index)
+    return Announcer(sock, lambda: sock.sendto(message, destination))
+
+
+class Announcer:
+    """An open socket and how to send one announcement through it."""
+
+    def __init__(self, sock: socket.socket, send: Callable[[], int]) -> None:
+        self.sock = sock
+        self.send = send
+
+
+class Series:
+    """The announcements of one resource's address still to go out, in the background.
+
+    Invariant: once `cancel` returns, the series sends nothing more. A stop cancels
+    before it removes the address, so an address this node gave up is never announced
+    again (it would pull the neighbours back to a node that no longer has it).
+    """
+
+    def __init__(self, on_error: Callable[[str], None]) -> None:
+        self._stop = threading.Event()
+        self._gate = threading.Lock()  # held while a send is decided and made
+        self._on_error = on_error
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def repeat(self, announcer: Announcer, left: int) -> None:
+        """Send `left` more announcements, ANNOUNCE_INTERVAL apart, then close the socket
+        (closing a packet socket waits for the kernel, some milliseconds: not on the
+        start's path)."""
+        def run() -> None:
+            try:
+                _repeat(self._send_unless_cancelled(announcer), left, self._pause)
+            except OSError as exc:
+                self._on_error(str(exc))
+            finally:
+                announcer.sock.close()
+
+        threading.Thread(target=run, name="pyha-announce", daemon=True).start()
+
+    def run_program(self, argv: list[str], limit: float) -> None:
+        """Start `argv` (arping, which sends its first announcement at once and then one
+        a second) and reap it in the background; killed when over `limit` seconds."""
+        with self._gate:
+            if self._stop.is_set():
+                return
+            self._process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        def reap(process: subprocess.Popen[bytes]) -> None:
+            try:
+                _, err = process.communicate(timeout=limit)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                _, err = process.communicate()
+            if process.returncode not in (0, -signal.SIGKILL):
+                text = err.decode(errors="replace").strip()
+                self._on_error(text.splitlines()[-1] if text else f"exit {process.returncode}")
+
+        threading.Thread(target=reap, args=(self._process,), name="pyha-arping",
+                         daemon=True).start()
+
+    def cancel(self) -> None:
+        """Send nothing more: wait for a send under way, kill a program still running."""
+        self._stop.set()
+        with self._gate:
+            process = self._process
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+
+    def _send_unless_cancelled(self, announcer: Announcer) -> Callable[[], int]:
+        def send() -> int:
+            with self._gate:
+                return 0 if self._stop.is_set() else announcer.send()
+        return send
+
+    def _pause(self, seconds: float) -> bool:
+        return not self._stop.wait(seconds)
+
+
+def _close_later(sock: socket.socket) -> None:
+    threading.Thread(target=sock.close, name="pyha-announce-close", daemon=True).start()
 
 
 def _repeat(send: Callable[[], int], count: int, pause: Pause) -> int:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import shutil
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pyha.executor.command import CommandResult, run_command
 from pyha.resources.spi import (
     MetaData,
     OcfCode,
@@ -19,7 +19,7 @@ from pyha.resources.spi import (
     Plugin,
 )
 
-from .announce import send_garp, send_unsolicited_na
+from .announce import ANNOUNCE_INTERVAL, Series, garp_socket, na_socket
 from .checks import check_params, parse_address
 from .links import IpInterface, Link, choose_link, holder
 from .netlink import add_address, delete_address, read_links
@@ -28,8 +28,6 @@ __all__ = ["IpPlugin"]
 
 POLL = 0.1
 """Seconds between looks at an IPv6 address whose duplicate address detection runs."""
-COMMAND_GRACE = 1.0
-"""Seconds an `arping` that outlived its deadline gets between SIGTERM and SIGKILL."""
 NETLINK_TIMEOUT = 2.0
 """Seconds one request to the kernel (read the interfaces, add or remove an address) may
 take at most; it usually takes well under a millisecond."""
@@ -66,16 +64,18 @@ _META = MetaData(
             name="announce_count",
             type="integer",
             default=3,
-            description="How many gratuitous ARPs or neighbour advertisements start sends "
-            "(0 sends none).",
+            description="How many gratuitous ARPs or neighbour advertisements to send (0 "
+            "sends none): start sends the first, the others follow in the background and "
+            "stop cancels those still due.",
         ),
         ParameterSpec(
             name="arp_sender",
             type="select",
             options=("auto", "arping", "builtin"),
-            default="auto",
-            description="IPv4: who sends the gratuitous ARPs: arping (Debian iputils-arping; "
-            "one a second), builtin (a raw socket; 0.2s apart), or auto (arping if installed).",
+            default="builtin",
+            description="IPv4: who sends the gratuitous ARPs: builtin (a raw socket; 0.2s "
+            "apart), arping (Debian iputils-arping, run in the background; one a second), "
+            "or auto (arping if installed).",
         ),
         ParameterSpec(
             name="nodad",
@@ -115,7 +115,7 @@ class Settings:
             label=params.get("label"),
             broadcast=params.get("broadcast"),
             announce_count=int(params.get("announce_count", 3)),
-            arp_sender=params.get("arp_sender") or "auto",
+            arp_sender=params.get("arp_sender") or "builtin",
             nodad=bool(params.get("nodad", True)),
         )
 
@@ -136,6 +136,11 @@ class IpPlugin(Plugin):
     else any) holds the same IP with the same prefix length; start and stop change
     nothing when it already is, or is not, there.
     """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._series: dict[str, Series] = {}
+        """Per resource, its announcements still to go out after its start returned."""
 
     def meta_data(self) -> MetaData:
         """Parameters with types and defaults; start, stop and monitor with timeouts."""
@@ -177,11 +182,12 @@ class IpPlugin(Plugin):
         else:
             code = _await_usable(ctx, settings, link.name)
         if code == OcfCode.SUCCESS:
-            _announce(ctx, settings, link)
+            self._announce(ctx, settings, link)
         return code
 
     def stop(self, ctx: OperationContext) -> int:
         """Remove the address wherever this resource would have put it; absent is success."""
+        self._forget(ctx.resource)  # announcements still due must not follow the stop
         prepared = _prepare(ctx)
         if isinstance(prepared, int):
             return prepared
@@ -222,6 +228,55 @@ class IpPlugin(Plugin):
             ctx.log.error("monitor %s: %s", ctx.resource, problem)
             return OcfCode.ERR_GENERIC
         return OcfCode.SUCCESS
+
+
+    def _announce(self, ctx: OperationContext, settings: Settings, link: Link) -> None:
+        """Tell the neighbours, best effort (the address works without it, only later for
+        some): the first announcement before start returns, the others in the background."""
+        self._forget(ctx.resource)
+        count, mac, ip = settings.announce_count, link.ethernet_mac, settings.address.ip
+        if count <= 0:
+            return
+        if mac is None:
+            ctx.log.info("start %s: %s does no ARP; nothing to announce", ctx.resource, link.name)
+            return
+        series = self._begin(ctx)
+        where = f"{ip} on {link.name}"
+        try:
+            if isinstance(ip, ipaddress.IPv4Address) and _use_arping(settings.arp_sender):
+                series.run_program(["arping", "-q", "-U", "-c", str(count), "-I", link.name,
+                                    str(ip)], limit=count + 2.0)
+                ctx.log.info("start %s: announcing %s with arping (%d, a second apart)",
+                             ctx.resource, where, count)
+                return
+            announcer = na_socket(link.name, mac, ip) if isinstance(
+                ip, ipaddress.IPv6Address) else garp_socket(link.name, mac, ip)
+        except OSError as exc:
+            ctx.log.warning("start %s: cannot announce %s: %s", ctx.resource, where, exc)
+            return
+        try:
+            announcer.send()
+        except OSError as exc:
+            series.repeat(announcer, 0)  # only closes the socket
+            ctx.log.warning("start %s: cannot announce %s: %s", ctx.resource, where, exc)
+            return
+        series.repeat(announcer, count - 1)
+        more = f" (and {count - 1} more, {ANNOUNCE_INTERVAL:g}s apart)" if count > 1 else ""
+        ctx.log.info("start %s: announced %s%s", ctx.resource, where, more)
+
+    def _begin(self, ctx: OperationContext) -> Series:
+        resource, log = ctx.resource, ctx.log
+        series = Series(lambda why: log.warning("announcing %s: %s", resource, why))
+        with self._lock:
+            self._series[resource] = series
+        return series
+
+    def _forget(self, resource: str) -> None:
+        """Cancel what is left of the resource's announcements; nothing goes out after."""
+        with self._lock:
+            series = self._series.pop(resource, None)
+        if series is not None:
+            series.cancel()
 
 
 # --- reading and changing addresses -------------------------------------------------
@@ -332,56 +387,10 @@ def _reason(exc: Exception) -> str:
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
-def _why(result: CommandResult) -> str:
-    text = result.stderr.strip() or result.warning or f"exit {result.returncode}"
-    return text.splitlines()[-1] if text else "failed"
-
-
 # --- announcing ---------------------------------------------------------------------
-
-
-def _announce(ctx: OperationContext, settings: Settings, link: Link) -> None:
-    """Tell the neighbours, best effort: the address works without it, only later for some."""
-    count = settings.announce_count
-    mac = link.ethernet_mac
-    if count <= 0:
-        return
-    if mac is None:
-        ctx.log.info("start %s: %s does no ARP; nothing to announce", ctx.resource, link.name)
-        return
-    ip = settings.address.ip
-    try:
-        if isinstance(ip, ipaddress.IPv6Address):
-            sent = send_unsolicited_na(link.name, mac, ip, count, ctx.sleep)
-        elif _use_arping(settings.arp_sender):
-            _arping(ctx, link.name, ip, count)
-            return
-        else:
-            sent = send_garp(link.name, mac, ip, count, ctx.sleep)
-    except OSError as exc:
-        ctx.log.warning("start %s: cannot announce %s on %s: %s", ctx.resource, ip, link.name, exc)
-        return
-    ctx.log.info("start %s: announced %s on %s %d time(s)", ctx.resource, ip, link.name, sent)
 
 
 def _use_arping(arp_sender: str) -> bool:
     if arp_sender == "auto":
         return shutil.which("arping") is not None
     return arp_sender == "arping"
-
-
-def _arping(ctx: OperationContext, name: str, ip: ipaddress.IPv4Address, count: int) -> None:
-    """Gratuitous ARPs through iputils arping, which sends one a second."""
-    # Keep a little of the budget for start to return in time even if arping hangs.
-    deadline = min(ctx.deadline - min(1.0, 0.1 * ctx.remaining()), ctx.clock.now() + count + 2)
-    result = run_command(
-        ["arping", "-q", "-U", "-c", str(count), "-I", name, str(ip)],
-        deadline=deadline,
-        clock=ctx.clock,
-        grace=COMMAND_GRACE,
-        log=ctx.log,
-    )
-    if result.ok:
-        ctx.log.info("start %s: announced %s on %s with arping", ctx.resource, ip, name)
-    else:
-        ctx.log.warning("start %s: arping for %s on %s: %s", ctx.resource, ip, name, _why(result))

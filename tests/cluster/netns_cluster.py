@@ -191,8 +191,7 @@ class NetnsCluster(GuardedCluster):
         if self.web or self.web_everywhere or self.floating:
             lines += ["[[groups.resources]]", 'name = "vip"', 'type = "ip"',
                       "[groups.resources.params]", f'address = "{FLOATING}/24"',
-                      'interface = "eth0"', 'arp_sender = "builtin"', "announce_count = 1",
-                      ""]
+                      'interface = "eth0"', ""]  # the plugin's defaults otherwise
         if self.web:
             lines += self._process("web", [sys.executable, str(self.root / "web.py"),
                                            FLOATING, str(HTTP_PORT)],

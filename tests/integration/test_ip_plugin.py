@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pyha.testing.waiting import eventually
 from tests.netns import Host, Lab, PluginReply, netns_lab, plugin_operation, serve_banner
 
 pytestmark = pytest.mark.root
@@ -56,6 +58,13 @@ def believe_elsewhere(client: Host, address: str) -> None:
     client.ip("neigh", "replace", address, "lladdr", ELSEWHERE, "dev", "eth0", "nud", "stale")
 
 
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def address_info(host: Host, address: str, iface: str = "eth0") -> dict[str, Any] | None:
     shown = json.loads(host.ip("-j", "addr", "show", "dev", iface).stdout)
     return next((a for a in shown[0]["addr_info"] if a["local"] == address), None)
@@ -71,9 +80,12 @@ def test_ipv4_start_moves_the_address_here_and_tells_the_neighbours(lab: Lab) ->
 
     started = op(a, "start", **params)
     assert started.code == 0, started.text
-    assert "announced 198.18.10.50 on eth0 3 time(s)" in started.text
-    # b learned the new owner from the gratuitous ARP alone: it sent nothing yet.
+    assert "announced 198.18.10.50 on eth0 (and 2 more, 0.2s apart)" in started.text
+    # b learned the new owner from the first gratuitous ARP alone: it sent nothing yet.
     assert b.neighbour(FLOATING4) == a.mac()
+    # The two others follow after start returned: b forgets, and learns again.
+    believe_elsewhere(b, FLOATING4)
+    assert eventually(lambda: b.neighbour(FLOATING4) == a.mac(), seconds=2.0)
     assert reach(b, FLOATING4) == "ok on-a"
     assert op(a, "monitor", **params).code == 0
     info = address_info(a, FLOATING4)
@@ -89,6 +101,18 @@ def test_ipv4_start_moves_the_address_here_and_tells_the_neighbours(lab: Lab) ->
     assert op(a, "stop", **params).code == 0  # already gone
 
 
+def test_a_stop_cancels_the_announcements_still_due(lab: Lab) -> None:
+    a, b = lab.hosts["a"], lab.hosts["b"]
+    params = {"address": f"{FLOATING4}/24", "announce_count": 20}
+    believe_elsewhere(b, FLOATING4)
+    assert op(a, "start", **params).code == 0
+    assert b.neighbour(FLOATING4) == a.mac()
+    assert op(a, "stop", **params).code == 0
+    believe_elsewhere(b, FLOATING4)
+    time.sleep(0.6)  # three announcement intervals: none may come any more
+    assert b.neighbour(FLOATING4) == ELSEWHERE
+
+
 def test_no_announcement_leaves_the_neighbours_stale(lab: Lab) -> None:
     a, b = lab.hosts["a"], lab.hosts["b"]
     believe_elsewhere(b, FLOATING4)
@@ -101,10 +125,15 @@ def test_no_announcement_leaves_the_neighbours_stale(lab: Lab) -> None:
 def test_ipv4_announced_by_arping(lab: Lab) -> None:
     a, b = lab.hosts["a"], lab.hosts["b"]
     believe_elsewhere(b, FLOATING4)
-    started = op(a, "start", address=f"{FLOATING4}/24", arp_sender="arping", announce_count=1)
+    params = {"address": f"{FLOATING4}/24", "arp_sender": "arping", "announce_count": 3}
+    begun = time.monotonic()
+    started = op(a, "start", **params)
     assert started.code == 0, started.text
-    assert "with arping" in started.text
-    assert b.neighbour(FLOATING4) == a.mac()
+    assert "announcing 198.18.10.50 on eth0 with arping (3, a second apart)" in started.text
+    assert time.monotonic() - begun < 2.0  # arping runs on in the background
+    assert eventually(lambda: b.neighbour(FLOATING4) == a.mac(), seconds=2.0)
+    assert op(a, "stop", **params).code == 0
+    assert eventually(lambda: all("arping" not in _command(p) for p in a.pids()), seconds=2.0)
 
 
 def test_address_added_by_someone_else_counts_as_started(lab: Lab) -> None:
@@ -200,7 +229,7 @@ def test_ipv6_start_announce_stop(lab: Lab) -> None:
 
     started = op(a, "start", **params)
     assert started.code == 0, started.text
-    assert "announced fd00:198:18:10::50 on eth0 3 time(s)" in started.text
+    assert "announced fd00:198:18:10::50 on eth0 (and 2 more, 0.2s apart)" in started.text
     assert b.neighbour(FLOATING6) == a.mac()  # from the unsolicited advertisement
     assert reach(b, FLOATING6) == "ok on-a6"
     assert op(a, "monitor", **params).code == 0
