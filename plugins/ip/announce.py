@@ -43,10 +43,6 @@ ALL_NODES = "ff02::1"
 ND_HOP_LIMIT = 255
 """Receivers drop neighbour discovery messages that crossed a router (RFC 4861 7.1.2)."""
 
-Pause = Callable[[float], bool]
-"""Waits the given seconds; False when the caller was cancelled meanwhile."""
-
-
 def garp_frame(mac: bytes, address: ipaddress.IPv4Address) -> bytes:
     """An Ethernet broadcast ARP request for `address` from `address` (RFC 5227 announcement).
 
@@ -132,25 +128,35 @@ class Series:
     again (it would pull the neighbours back to a node that no longer has it).
     """
 
-    def __init__(self, on_error: Callable[[str], None]) -> None:
+    def __init__(self, on_error: Callable[[str], None],
+                 interval: float = ANNOUNCE_INTERVAL) -> None:
+        self.interval = interval
         self._stop = threading.Event()
         self._gate = threading.Lock()  # held while a send is decided and made
         self._on_error = on_error
         self._process: subprocess.Popen[bytes] | None = None
 
-    def repeat(self, announcer: Announcer, left: int) -> None:
-        """Send `left` more announcements, ANNOUNCE_INTERVAL apart, then close the socket
-        (closing a packet socket waits for the kernel, some milliseconds: not on the
-        start's path)."""
+    def repeat(self, announcer: Announcer, left: int) -> threading.Thread:
+        """Send `left` more announcements, `interval` apart (the first one `interval`
+        after now), then close the socket (closing a packet socket waits for the
+        kernel, some milliseconds: not on the start's path). The thread doing it."""
         def run() -> None:
             try:
-                _repeat(self._send_unless_cancelled(announcer), left, self._pause)
+                for _ in range(left):
+                    if self._stop.wait(self.interval):
+                        return
+                    with self._gate:
+                        if self._stop.is_set():
+                            return
+                        announcer.send()
             except OSError as exc:
                 self._on_error(str(exc))
             finally:
                 announcer.sock.close()
 
-        threading.Thread(target=run, name="pyha-announce", daemon=True).start()
+        thread = threading.Thread(target=run, name="pyha-announce", daemon=True)
+        thread.start()
+        return thread
 
     def run_program(self, argv: list[str], limit: float) -> None:
         """Start `argv` (arping, which sends its first announcement at once and then one
@@ -183,28 +189,9 @@ class Series:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
 
-    def _send_unless_cancelled(self, announcer: Announcer) -> Callable[[], int]:
-        def send() -> int:
-            with self._gate:
-                return 0 if self._stop.is_set() else announcer.send()
-        return send
-
-    def _pause(self, seconds: float) -> bool:
-        return not self._stop.wait(seconds)
-
 
 def _close_later(sock: socket.socket) -> None:
     threading.Thread(target=sock.close, name="pyha-announce-close", daemon=True).start()
-
-
-def _repeat(send: Callable[[], int], count: int, pause: Pause) -> int:
-    sent = 0
-    for _ in range(count):
-        if sent and not pause(ANNOUNCE_INTERVAL):
-            break
-        send()
-        sent += 1
-    return sent
 
 
 def _check_mac(mac: bytes) -> None:

@@ -11,6 +11,7 @@ import json
 import shutil
 import struct
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -317,17 +318,45 @@ def test_frames_refuse_a_short_link_layer_address() -> None:
         announce.garp_frame(b"\x01\x02", ipaddress.IPv4Address("198.18.10.50"))
 
 
-def test_repeat_pauses_between_sends_and_stops_when_cancelled() -> None:
-    sent: list[int] = []
-    pauses: list[float] = []
+class FakeSocket:
+    closed = False
 
-    def pause(seconds: float) -> bool:
-        pauses.append(seconds)
-        return len(pauses) < 2
+    def close(self) -> None:
+        self.closed = True
 
-    assert announce._repeat(lambda: sent.append(1) or 1, 5, pause) == 2
-    assert pauses == [announce.ANNOUNCE_INTERVAL] * 2
-    assert len(sent) == 2
+
+def test_a_series_sends_the_rest_apart_then_closes_and_a_cancel_ends_it() -> None:
+    sent: list[float] = []
+    errors: list[str] = []
+    sock = FakeSocket()
+    series = announce.Series(errors.append, interval=0.02)
+    begun = time.monotonic()
+    series.repeat(announce.Announcer(sock, lambda: sent.append(time.monotonic()) or 1),
+                  3).join(5)
+    assert len(sent) == 3 and sock.closed and not errors
+    gaps = [b - a for a, b in zip([begun, *sent], sent, strict=False)]
+    assert all(gap >= 0.015 for gap in gaps)  # none sent without its interval first
+
+    sent.clear()
+    later = announce.Series(errors.append, interval=0.05)
+    thread = later.repeat(announce.Announcer(FakeSocket(), lambda: sent.append(1) or 1), 100)
+    time.sleep(0.12)
+    later.cancel()
+    count = len(sent)
+    thread.join(5)
+    assert 1 <= count <= 3 and len(sent) == count  # nothing after cancel returned
+
+
+def test_a_series_reports_a_failed_send() -> None:
+    errors: list[str] = []
+
+    def refuse() -> int:
+        raise OSError("Network is down")
+
+    sock = FakeSocket()
+    announce.Series(errors.append, interval=0.0).repeat(
+        announce.Announcer(sock, refuse), 2).join(5)
+    assert errors == ["Network is down"] and sock.closed
 
 
 # --- netlink ------------------------------------------------------------------------
