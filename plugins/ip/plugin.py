@@ -219,6 +219,7 @@ class IpPlugin(Plugin):
         settings, links = prepared
         link = holder(links, settings.address, settings.interface)
         if link is None:
+            self._forget(ctx.resource)  # not announced once gone, whoever removed it
             ctx.log.info(
                 "monitor %s: %s is not %s", ctx.resource, settings.address, settings.where()
             )
