@@ -330,7 +330,8 @@ def main() -> int:
         return 2
     profiles = [p for p in args.profiles.split(",") if p]
     kinds = [k for k in args.kill.split(",") if k]
-    if not set(profiles) <= set(PROFILES) or not set(kinds) <= set(KINDS) or args.runs < 1:
+    if not profiles or not kinds or not set(profiles) <= set(PROFILES) \
+            or not set(kinds) <= set(KINDS) or args.runs < 1:
         parser.error("--profiles from default,fast; --kill from crash,power,server; "
                      "--runs >= 1")
 
