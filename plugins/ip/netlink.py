@@ -60,9 +60,14 @@ def read_links(timeout: float) -> list[Link]:
 
 
 def _read_links(timeout: float) -> list[Link]:
+    deadline = time.monotonic() + timeout  # for every dump together
+
+    def left() -> float:
+        return deadline - time.monotonic()
+
     for _ in range(DUMP_TRIES):
-        links = _dump(RTM_GETLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0), timeout)
-        addresses = _dump(RTM_GETADDR, _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0), timeout)
+        links = _dump(RTM_GETLINK, _IFINFO.pack(socket.AF_UNSPEC, 0, 0, 0, 0), left())
+        addresses = _dump(RTM_GETADDR, _IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, 0), left())
         if links is not None and addresses is not None:
             break
     else:
