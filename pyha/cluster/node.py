@@ -546,11 +546,9 @@ class ClusterNode(ConfigReplication, WatchdogDuty):
         return answer_peer(self, params)
 
     def _on_act(self, params: dict[str, Any], caller: str) -> dict[str, Any]:
-        term = int(params["term"])
-        with self._lock:
-            if not el.accept_action(self.election, term):
-                return {"ok": False, "reason": f"term {term} is older than "
-                                               f"{self.election.term}"}
+        stale = self._refusal_if_stale(int(params["term"]))
+        if stale is not None:
+            return stale
         action = Action.model_validate(params["action"])
         refusal = self._watchdog_refusal(action)
         if refusal:

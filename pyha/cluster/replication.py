@@ -227,13 +227,18 @@ class ConfigReplication:
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
+    def _refusal_if_stale(self, term: int) -> dict[str, Any] | None:
+        """The answer to a call from a coordinator of an older term; None if it is not."""
+        with self._lock:
+            if el.accept_action(self.election, term):
+                return None
+            return {"ok": False, "reason": f"term {term} is older than {self.election.term}"}
+
     def _on_config(self, params: dict[str, Any], caller: str) -> dict[str, Any]:
         """A configuration from the coordinator: check it, write it durably, adopt it."""
-        term = int(params["term"])
-        with self._lock:
-            if not el.accept_action(self.election, term):
-                return {"ok": False, "reason": f"term {term} is older than "
-                                               f"{self.election.term}"}
+        refusal = self._refusal_if_stale(int(params["term"]))
+        if refusal is not None:
+            return refusal
         try:
             config = from_json(params.get("config"), f"configuration from {caller}")
             if config.cluster.name != self.options.name:

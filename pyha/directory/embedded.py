@@ -278,12 +278,6 @@ class EmbeddedDirectory(TableStore):
         self._held: contextlib.ExitStack | None = None
         self._install(TREE, mark, stored)
 
-    def __enter__(self) -> EmbeddedDirectory:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     @property
     def name(self) -> str:
         """embedded: the file and the cluster DN."""

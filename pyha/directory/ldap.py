@@ -77,12 +77,6 @@ class LdapDirectory(EntryStore):
             raise
         super().__init__(Layout(settings.base_dn, name))
 
-    def __enter__(self) -> LdapDirectory:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     @property
     def name(self) -> str:
         """URL and cluster DN, for logs."""

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Protocol, Self, TypeVar
 
 from pyha.directory import edits
 from pyha.directory.codecs import format_time
@@ -155,6 +155,12 @@ class Directory(ABC):
 
     def close(self) -> None:  # noqa: B027 - backends without resources need nothing here
         """Release connections."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- convenience: one change each -------------------------------------------------------
 

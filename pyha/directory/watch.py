@@ -14,7 +14,6 @@ import logging
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -364,13 +363,3 @@ def _ldap3() -> Any:
     from pyha.directory.ldap3compat import ldap3
 
     return ldap3()
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.01) -> bool:
-    """Poll `predicate` until it holds or `timeout` passes (for tools and tests)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()

@@ -35,6 +35,7 @@ from pyha.fencing.namespace import namespace_pids
 from pyha.membership.keys import generate_key, load_key
 from pyha.membership.rpc import RpcClient
 from pyha.model.config import parse_endpoint
+from pyha.testing.waiting import eventually
 from tests.cluster.harness import GUARD, GuardedCluster, _alive, _recorded_pid, wait_for
 from tests.netns import ROOT, Host, Lab, Namespace
 
@@ -566,12 +567,7 @@ def _list(items: list[str]) -> str:
 
 def until(check: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
     """Poll `check` until true or `timeout`; whether it became true."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step)
-    return check()
+    return eventually(check, timeout, step)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["poll"]:
